@@ -1,0 +1,232 @@
+"""The policy data: TECH 2U domains, networks, blocklist, mailboxes, logins.
+
+A policy folder holds five plain-text files.  Each has one fact per line;
+``#`` starts a comment and blank lines are ignored.
+
+``domains``
+    One TECH 2U mail domain per line (``tech2u.com.au``).  Domains compare
+    without regard to case and a trailing dot.
+``networks``
+    One address or CIDR network per line: the TECH 2U networks.  A sender at
+    a TECH 2U domain must connect from one of them or log in (the 551 rule).
+``blocklist``
+    One address or CIDR network per line, IPv4 or IPv6, whose clients are
+    refused with 554 at connection.
+``mailboxes``
+    ``ADDRESS STATUS [QUOTA]``: a mailbox at a TECH 2U domain, its status
+    (``active``, ``disabled``, ``busy`` or ``full``) and its storage
+    allocation (``50M``, ``1G``, ``unlimited``; the config's
+    ``default_quota`` when left out).
+``users``
+    ``LOGIN PASSWORD``: credentials for SMTP AUTH.  These are test
+    credentials and are stored in clear.
+
+A network with host bits set (``203.0.113.5/24``) is refused, not
+normalised: it is not clear whether its author meant the /24 or the one
+host, and guessing wrong either blocks too much or too little.
+
+Lookups are dictionary and set lookups, so they cost the same however long
+the files are; the files are read once, at start-up or on reload.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+
+from .addresses import AddressError, normalise_domain, parse_path
+from .config import parse_size
+from .errors import ConfigError
+from .netset import NetSet
+
+FILES = ("domains", "networks", "blocklist", "mailboxes", "users")
+
+# A mailbox name becomes a folder of the mail store, so it is held to a
+# narrow, path-safe alphabet: no "/", no leading dot, nothing to escape.
+_SAFE_LOCAL = re.compile(r"[a-z0-9][a-z0-9_+-]*(\.[a-z0-9_+-]+)*")
+
+
+class Status(Enum):
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    BUSY = "busy"
+    FULL = "full"
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxPolicy:
+    status: Status
+    quota: int | None  # octets; None is unlimited
+
+
+@dataclass(frozen=True)
+class Policies:
+    """One consistent set of policies; a reload builds a new one."""
+
+    domains: frozenset[str] = frozenset()
+    networks: NetSet = field(default_factory=NetSet)
+    blocklist: NetSet = field(default_factory=NetSet)
+    mailboxes: Mapping[str, MailboxPolicy] = field(default_factory=dict)
+    users: Mapping[str, str] = field(default_factory=dict)
+    source: str = "(empty)"
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "domains": len(self.domains),
+            "networks": len(self.networks),
+            "blocklist": len(self.blocklist),
+            "mailboxes": len(self.mailboxes),
+            "users": len(self.users),
+        }
+
+
+def packaged_folder() -> Path:
+    """The demo policies shipped inside the package."""
+    return Path(str(resources.files("tech2u_mta") / "policies"))
+
+
+def default_folder() -> Path:
+    """``./policies`` when there is one, else the packaged demo policies."""
+    local = Path("policies")
+    return local if local.is_dir() else packaged_folder()
+
+
+def load_folder(folder: Path, default_quota: int | None) -> Policies:
+    """Read every policy file of ``folder``; a missing file means no entries."""
+    if not folder.is_dir():
+        raise ConfigError(str(folder), None, "policy folder not found")
+    domains = frozenset(_domain(v, loc) for loc, v in _lines(folder / "domains"))
+    return Policies(
+        domains=domains,
+        networks=_networks(folder / "networks"),
+        blocklist=_networks(folder / "blocklist"),
+        mailboxes=_mailboxes(folder / "mailboxes", domains, default_quota),
+        users=_users(folder / "users"),
+        source=str(folder),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    path: str
+    line: int
+
+    def error(self, problem: str, key: str | None = None) -> ConfigError:
+        return ConfigError(self.path, self.line, problem, key)
+
+
+def _lines(path: Path) -> Iterator[tuple[_Where, str]]:
+    """(where, text) for each line that is not blank or a comment."""
+    if not path.exists():
+        return
+    try:
+        with path.open(encoding="utf-8") as file:
+            for number, raw in enumerate(file, start=1):
+                text = raw.split("#", 1)[0].strip()
+                if text:
+                    yield _Where(str(path), number), text
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(str(path), None, f"cannot read: {err}") from None
+
+
+def _domain(text: str, where: _Where) -> str:
+    try:
+        return normalise_domain(text)
+    except AddressError:
+        raise where.error(f"{text!r} is not a domain name", "domain") from None
+
+
+def _networks(path: Path) -> NetSet:
+    table = NetSet()
+    for where, text in _lines(path):
+        table.add(_network(text, where), value=f"{path.name}:{where.line}")
+    return table
+
+
+def _network(text: str, where: _Where) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError as err:
+        if "host bits set" in str(err):
+            fixed = ipaddress.ip_network(text, strict=False)
+            problem = (
+                f"{text!r} has host bits set; write the network {fixed} "
+                f"or the single address {text.split('/')[0]}"
+            )
+        else:
+            problem = f"{text!r} is not an IP address or CIDR network"
+        raise where.error(problem, "network") from None
+
+
+def _mailboxes(
+    path: Path, domains: frozenset[str], default_quota: int | None
+) -> dict[str, MailboxPolicy]:
+    table: dict[str, MailboxPolicy] = {}
+    for where, text in _lines(path):
+        key, policy = _mailbox(text, where, domains, default_quota)
+        if key in table:
+            raise where.error(f"{key} is listed twice", "address")
+        table[key] = policy
+    return table
+
+
+def _mailbox(
+    text: str, where: _Where, domains: frozenset[str], default_quota: int | None
+) -> tuple[str, MailboxPolicy]:
+    fields_ = text.split()
+    if len(fields_) not in (2, 3):
+        raise where.error("expected ADDRESS STATUS [QUOTA]")
+    key = _mailbox_key(fields_[0], where, domains)
+    status = _status(fields_[1], where)
+    quota = _quota(fields_[2], where) if len(fields_) == 3 else default_quota
+    return key, MailboxPolicy(status, quota)
+
+
+def _mailbox_key(text: str, where: _Where, domains: frozenset[str]) -> str:
+    try:
+        mailbox, _ = parse_path(f"<{text}>")
+    except AddressError:
+        mailbox = None
+    if mailbox is None or not mailbox.domain:
+        raise where.error(f"{text!r} is not an address like alice@example.com", "address")
+    local, domain = mailbox.key.rsplit("@", 1)
+    if domain not in domains:
+        raise where.error(f"{domain} is not listed in domains", "address")
+    if not _SAFE_LOCAL.fullmatch(local):
+        raise where.error(
+            f"{local!r}: a mailbox name is letters, digits and . _ + - only",
+            "address",
+        )
+    return mailbox.key
+
+
+def _status(text: str, where: _Where) -> Status:
+    try:
+        return Status(text.lower())
+    except ValueError:
+        known = ", ".join(s.value for s in Status)
+        raise where.error(f"{text!r}: expected one of {known}", "status") from None
+
+
+def _quota(text: str, where: _Where) -> int | None:
+    if text.lower() == "unlimited":
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise where.error(f"{text!r}: {err}, or unlimited", "quota") from None
+
+
+def _users(path: Path) -> dict[str, str]:
+    table: dict[str, str] = {}
+    for where, text in _lines(path):
+        login, _, password = text.partition(" ")
+        if not password.strip():
+            raise where.error("expected LOGIN PASSWORD", "login")
+        table[login] = password.strip()
+    return table

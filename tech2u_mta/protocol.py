@@ -1,0 +1,728 @@
+"""The SMTP session: aiosmtpd's protocol with the policy checks wired in.
+
+aiosmtpd 1.4.6 supplies the connection plumbing, STARTTLS, AUTH and the
+simple commands.  This module replaces what must behave differently:
+
+* the command loop, so that every reply comes from the catalogue, a client
+  that closes after the final dot still gets its message delivered, and a
+  refused session only ever hears 503;
+* MAIL, RCPT and DATA, which run the checks of ``checks`` and deliver;
+* ``push``, which swaps each reply text aiosmtpd writes on its own for the
+  catalogue entry in ``REWRITES``.  A test holds that table against
+  aiosmtpd's source, so a release that changes a text fails it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import ssl
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword
+from aiosmtpd.smtp import Session as BaseSession
+
+from . import checks, logs
+from .addresses import AddressError, Mailbox, parse_params, parse_path
+from .catalogue import R, Entry, Reply, render
+from .config import Config
+from .netset import client_address
+from .policy import Policies
+from .store import MailStore, Spool, is_disk_full
+
+# RFC 5321 4.5.3.1.4 allows 512 octets for a command line; MAIL may carry
+# SIZE, BODY, SMTPUTF8 and AUTH=, and RFC 4954 5 asks for 500 more for AUTH.
+COMMAND_LIMIT = 512
+MAIL_LIMIT = 512 + 500 + 26 + 14 + 9
+# RFC 5321 4.5.3.1.6: 1000 octets with CRLF, plus a stuffed dot.
+LINE_LIMIT = 1001
+# A session refused at connection is closed after this many commands.
+REFUSED_COMMANDS = 3
+# Unrecognised or malformed commands in a row before 421 and close.
+MAX_ERRORS = 10
+
+# aiosmtpd's own reply texts and the catalogue entry that replaces each.
+# Patterns are matched against the whole text; named groups fill the entry.
+REWRITES: list[tuple[re.Pattern[str], Entry | None]] = [
+    (re.compile(p), e)
+    for p, e in [
+        (r"250 OK", R.OK),
+        (r"221 Bye", R.BYE),
+        (r"501 Syntax: (HELO|EHLO) hostname", R.BAD_ARGUMENTS),
+        (r"501 Syntax: (QUIT|RSET|STARTTLS|VRFY <address>)", R.BAD_ARGUMENTS),
+        (r"503 Error: send (HELO|EHLO) first", R.NEED_HELO),
+        (r"454 TLS not available", R.TLS_NOT_AVAILABLE),
+        (r"220 Ready to start TLS", R.TLS_READY),
+        (r"500 Error: command 'AUTH' not recognized", R.UNRECOGNIZED),
+        (r"538 5\.7\.11 Encryption required for requested authentication "
+         r"mechanism", R.ENCRYPTION_REQUIRED),
+        (r"503 Already authenticated", R.ALREADY_AUTHENTICATED),
+        (r"501 (Not enough value|Too many values)", R.BAD_ARGUMENTS),
+        (r"504 5\.5\.4 Unrecognized authentication type",
+         R.PARAMETER_NOT_IMPLEMENTED),
+        (r"235 2\.7\.0 Authentication successful", R.AUTH_OK),
+        (r"535 5\.7\.8 Authentication credentials invalid", R.AUTH_FAILED),
+        (r"501 5\.7\.0 Auth aborted", R.AUTH_ABORTED),
+        (r"501 5\.5\.2 Can't decode base64", R.BAD_BASE64),
+        (r"501 5\.5\.2 Can't split auth value", R.BAD_ARGUMENTS),
+        (r"250 Syntax: (?P<syntax>.+)", R.HELP_SYNTAX),
+        (r"250 Supported commands: (?P<commands>.+)", R.HELP),
+        (r"501 Supported commands: .+", R.PARAMETER_NOT_IMPLEMENTED),
+        (r"502 Could not VRFY .*", R.BAD_ARGUMENTS),
+        (r"252 Cannot VRFY user, but will accept message and attempt delivery",
+         R.CANNOT_VRFY),
+        (r"502 EXPN not implemented", R.NOT_IMPLEMENTED),
+        # An AUTH challenge is part of the exchange, not a reply to rewrite.
+        (r"334 .*", None),
+    ]
+]
+
+
+@dataclass
+class Context:
+    """What every session of one server shares."""
+
+    config: Config
+    policies: Policies
+    store: MailStore
+    tls: ssl.SSLContext | None = None
+    sessions: set[PolicySMTP] = field(default_factory=set)
+    limits: checks.Limits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limits = checks.Limits(
+            max_message_size=self.config.max_message_size,
+            min_free_space=self.config.min_free_space,
+            max_recipients=self.config.max_recipients,
+        )
+
+
+class Session(BaseSession):
+    """aiosmtpd's session plus what the checks and the log need."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop)
+        self.id = secrets.token_hex(4)
+        self.client: checks.IPAddress | None = None
+        self.policies = Policies()
+        self.refused: Reply | None = None
+        self.refusals = 0
+        self.login: str | None = None
+        self._legacy_login: Any = None
+
+    # aiosmtpd sets this deprecated attribute on every AUTH and logs a
+    # warning each time; keeping it quietly avoids a warning per login.
+    @property  # type: ignore[override]
+    def login_data(self) -> Any:
+        return self._legacy_login
+
+    @login_data.setter
+    def login_data(self, value: Any) -> None:
+        self._legacy_login = value
+
+    def carry_over(self, old: Session) -> None:
+        """After STARTTLS aiosmtpd starts a new session (RFC 3207 4.2);
+        who the client is and which policies it got stay the same."""
+        self.id, self.client, self.policies = old.id, old.client, old.policies
+        self.refused, self.refusals = old.refused, old.refusals
+
+
+class Transaction(Envelope):
+    """aiosmtpd's envelope plus the parsed sender and mailboxes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = False  # MAIL was accepted; the sender may be <>
+        self.sender: Mailbox | None = None
+        self.declared_size: int | None = None
+        self.mailboxes: list[str] = []  # distinct mailboxes to deliver to
+        self.accepted = 0  # RCPTs accepted, duplicates included
+
+
+class PolicySMTP(SMTP):
+    """One SMTP session under the TECH 2U policies."""
+
+    session: Session
+    envelope: Transaction
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        self.command = "CONNECT"
+        self.errors = 0
+        self.delivering: asyncio.Future[Any] | None = None
+        # aiosmtpd keeps these limits in a class-wide dict and grows the MAIL
+        # limit by 26 on every EHLO; each session gets its own, fixed ones.
+        self.command_size_limits = defaultdict(lambda: COMMAND_LIMIT)
+        config = context.config
+        super().__init__(
+            Hooks(),
+            data_size_limit=config.max_message_size,
+            enable_SMTPUTF8=True,
+            hostname=config.hostname,
+            ident="tech2u-mta",
+            tls_context=context.tls,
+            timeout=config.idle_timeout,
+            auth_require_tls=config.auth_require_tls,
+            authenticator=_authenticate,
+            loop=asyncio.get_running_loop(),
+        )
+        self.command_size_limits["MAIL"] = MAIL_LIMIT
+
+    # -- connection ---------------------------------------------------------
+
+    def _create_session(self) -> Session:
+        session = Session(self.loop)
+        if isinstance(self.session, Session):
+            session.carry_over(self.session)
+        return session
+
+    def _create_envelope(self) -> Transaction:
+        return Transaction()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None
+        super().connection_made(transport)
+        if first:
+            self.context.sessions.add(self)
+            self._decide_connect()
+
+    def _decide_connect(self) -> None:
+        session = self.session
+        peer = session.peer
+        session.client = client_address(peer[0] if isinstance(peer, tuple) else "::")
+        session.policies = self.context.policies
+        decision = checks.connect(session.policies, session.client)
+        reply = self.render(decision.entry, host=self.hostname)
+        if not decision.accepted:
+            session.refused = reply
+        self.log_decision("connect", decision, reply)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.context.sessions.discard(self)
+        logs.trace.debug("session=%s closed", self.session.id)
+        super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        # aiosmtpd cancels the session here, losing what the client sent just
+        # before it closed, such as a final dot; let the loop read it first.
+        return asyncio.StreamReaderProtocol.eof_received(self)
+
+    def _timeout_cb(self) -> None:
+        self.close_with(R.TIMEOUT)
+
+    def close_with(self, entry: Entry) -> None:
+        """Say ``entry`` (a 421) and close, from outside the command loop."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        reply = self.render(entry)
+        self._trace("<<", reply)
+        self.transport.write(reply.encode() + b"\r\n")  # type: ignore[attr-defined]
+        self.transport.close()
+
+    # -- the command loop ---------------------------------------------------
+
+    async def _handle_client(self) -> None:
+        greeting = self.session.refused or self.render(R.GREETING, host=self.hostname)
+        try:
+            await self.push(greeting)
+            while self.transport is not None and not self.transport.is_closing():
+                line = await self._read_command()
+                if line is None:
+                    break
+                await self._run(line)
+        except ConnectionError:
+            pass  # the client went away; connection_lost cleans up
+        if self.transport is not None:
+            self.transport.close()
+
+    async def _run(self, line: bytes) -> None:
+        try:
+            await self._dispatch(line)
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception as error:  # the client gets 451 and a reference
+            await self.push(self._internal_error(error))
+
+    async def _read_command(self) -> bytes | None:
+        """The next command line, ``b""`` for one too long, None at EOF."""
+        try:
+            return await self._reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError:
+            return None
+        except asyncio.LimitOverrunError as overrun:
+            await self._reader.read(overrun.consumed)
+            while True:
+                try:
+                    await self._reader.readuntil(b"\n")
+                    return b""
+                except asyncio.LimitOverrunError as more:
+                    await self._reader.read(more.consumed)
+                except asyncio.IncompleteReadError:
+                    return None
+
+    async def _dispatch(self, line: bytes) -> None:
+        self.command = "*"
+        if not line:
+            return await self._bad_command(R.LINE_TOO_LONG)
+        line = line.rstrip(b"\r\n")
+        word, _, arg_bytes = line.partition(b" ")
+        try:
+            name = word.decode("ascii").upper()
+        except UnicodeDecodeError:
+            return await self._bad_command(R.NOT_ASCII)
+        self._trace(">>", name + " [redacted]" if name == "AUTH" else line.decode(
+            "utf-8", "replace"))
+        if self.session.refused and name != "QUIT":
+            return await self.push(self.render(R.REFUSED_SESSION))
+        limit = self.command_size_limits[name] if self.session.extended_smtp else 512
+        if len(line) > limit:
+            return await self._bad_command(R.LINE_TOO_LONG)
+        method = self._smtp_methods.get(name)
+        if method is None:
+            return await self._bad_command(R.UNRECOGNIZED)
+        self.errors = 0
+        self._reset_timeout()
+        self.command = name
+        arg = arg_bytes.strip().decode("utf-8", "surrogateescape") or None
+        await method(arg)
+
+    async def _bad_command(self, entry: Entry) -> None:
+        self.errors += 1
+        if self.errors >= MAX_ERRORS:
+            await self.push(self.render(R.TOO_MANY_ERRORS))
+            assert self.transport is not None
+            self.transport.close()
+            return
+        await self.push(self.render(entry))
+
+    # -- replies ------------------------------------------------------------
+
+    def render(self, entry: Entry, **values: str) -> Reply:
+        return render(entry, explainer=self.context.config.explainer_url, **values)
+
+    async def push(self, status: Any) -> None:
+        reply = status if isinstance(status, Reply) else self._rewrite(status)
+        if self.session.refused and isinstance(reply, Reply):
+            reply = self._refused_reply(reply)
+        self._trace("<<", reply)
+        await super().push(reply)
+        if self.session.refused and self.session.refusals > REFUSED_COMMANDS:
+            assert self.transport is not None
+            self.transport.close()
+
+    def _refused_reply(self, reply: Reply) -> Reply:
+        """In a session refused at connection, all but the greeting and the
+        answer to QUIT is 503 (RFC 5321 3.1), and it ends after a few."""
+        if reply is self.session.refused or reply.entry is R.BYE:
+            return reply
+        self.session.refusals += 1
+        if self.session.refusals > REFUSED_COMMANDS:
+            return self.render(R.TOO_MANY_ERRORS)
+        return self.render(R.REFUSED_SESSION)
+
+    def _rewrite(self, text: str | bytes) -> str | Reply:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        for pattern, entry in REWRITES:
+            match = pattern.fullmatch(text)
+            if match:
+                return text if entry is None else self.render(entry, **match.groupdict())
+        logs.errors.error(
+            "session=%s unmapped aiosmtpd reply %s", self.session.id, logs.escape(text)
+        )
+        return self.render(R.LOCAL_ERROR)
+
+    def _internal_error(self, error: BaseException) -> Reply:
+        reply = self.render(R.LOCAL_ERROR)
+        logs.errors.error(
+            "session=%s ref=%s command=%s error in processing",
+            self.session.id,
+            reply.reference,
+            self.command,
+            exc_info=error,
+        )
+        return reply
+
+    def _trace(self, direction: str, text: str) -> None:
+        if logs.trace.isEnabledFor(logging.DEBUG):
+            first = text.split("\r\n", 1)[0]
+            logs.trace.debug(
+                "session=%s %s %s", self.session.id, direction, logs.escape(first)
+            )
+
+    def log_decision(
+        self, stage: str, decision: checks.Decision, reply: Reply, **extra: object
+    ) -> None:
+        session, envelope = self.session, self.envelope
+        values: dict[str, object] = {
+            "stage": stage,
+            "session": session.id,
+            "ref": reply.reference,
+            "client": session.client,
+            "helo": session.host_name,
+            "login": session.login,
+            "sender": _address(envelope.sender) if envelope.started else None,
+        }
+        values.update(extra)
+        values.update(
+            code=decision.entry.code,
+            enhanced=decision.entry.enhanced,
+            check=decision.check,
+            reason=decision.reason or None,
+        )
+        logs.decision(**values)
+
+    # -- MAIL ---------------------------------------------------------------
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        problem = self._transaction_problem(arg, "FROM:", mail=True)
+        if problem:
+            return await self.push(self.render(problem))
+        assert arg is not None
+        try:
+            sender, rest = parse_path(arg[5:], smtputf8=True)
+        except AddressError:
+            return await self.push(self.render(R.BAD_SENDER_SYNTAX))
+        problem, size = self._mail_params(rest)
+        if problem:
+            return await self.push(self.render(problem))
+        free = self.context.store.free_space()
+        decision = checks.sender(self.context.limits, size, free)
+        await self._answer_mail(decision, sender, size)
+
+    async def _answer_mail(
+        self, decision: checks.Decision, sender: Mailbox | None, size: int | None
+    ) -> None:
+        reply = self.render(decision.entry)
+        if decision.accepted:
+            envelope = self.envelope
+            envelope.started, envelope.sender = True, sender
+            envelope.mail_from = _address(sender)
+            envelope.declared_size = size
+        self.log_decision("mail", decision, reply, sender=_address(sender))
+        await self.push(reply)
+
+    def _transaction_problem(self, arg: str | None, keyword: str, mail: bool) -> Entry | None:
+        if not self.session.host_name:
+            return R.NEED_HELO
+        if mail and self.envelope.started:
+            return R.NESTED_MAIL
+        if not mail and not self.envelope.started:
+            return R.NEED_MAIL
+        if arg is None or not arg[: len(keyword)].upper() == keyword:
+            return R.BAD_ARGUMENTS
+        return None
+
+    def _mail_params(self, rest: str) -> tuple[Entry | None, int | None]:
+        """MAIL parameters: SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8
+        (RFC 6531) and AUTH (RFC 4954 5); anything else was not advertised."""
+        try:
+            params = parse_params(rest)
+        except AddressError:
+            return R.BAD_ARGUMENTS, None
+        if params and not self.session.extended_smtp:
+            return R.PARAMETER_UNRECOGNIZED, None
+        size = params.pop("SIZE", None)
+        if size is not None and not size.isdigit():
+            return R.BAD_SIZE, None
+        body = params.pop("BODY", "7BIT")
+        if body is None or body.upper() not in ("7BIT", "8BITMIME"):
+            return R.PARAMETER_NOT_IMPLEMENTED, None
+        if params.pop("SMTPUTF8", None) is not None:
+            return R.BAD_ARGUMENTS, None
+        if "AUTH" in params and self._auth_offered():
+            # RFC 4954 5: a server that does not trust the client's claim
+            # still accepts the parameter and ignores it.
+            params.pop("AUTH")
+        if params:
+            return R.PARAMETER_UNRECOGNIZED, None
+        return None, int(size) if size is not None else None
+
+    def _auth_offered(self) -> bool:
+        return not self.context.config.auth_require_tls or self._tls_protocol is not None
+
+    # -- RCPT ---------------------------------------------------------------
+
+    async def smtp_RCPT(self, arg: str | None) -> None:
+        problem = self._transaction_problem(arg, "TO:", mail=False)
+        if problem:
+            return await self.push(self.render(problem))
+        assert arg is not None
+        try:
+            to, rest = parse_path(arg[3:], smtputf8=True)
+        except AddressError as err:
+            return await self._refuse_rcpt(R.BAD_RECIPIENT_SYNTAX, arg[3:], str(err))
+        if to is None:
+            return await self._refuse_rcpt(R.BAD_RECIPIENT_SYNTAX, "<>", "null path")
+        if rest:
+            # No RCPT parameter is advertised (no DSN).
+            return await self.push(self.render(R.PARAMETER_UNRECOGNIZED))
+        await self._answer_rcpt(to)
+
+    async def _answer_rcpt(self, to: Mailbox) -> None:
+        session, envelope = self.session, self.envelope
+        client = checks.Client(session.client, session.login)  # type: ignore[arg-type]
+        decision = checks.recipient(
+            session.policies,
+            self.context.limits,
+            client,
+            envelope.sender,
+            to,
+            envelope.accepted,
+            envelope.declared_size,
+            self.context.store.usage,
+        )
+        reply = self.render(decision.entry)
+        if decision.accepted and decision.mailbox:
+            envelope.accepted += 1
+            envelope.rcpt_tos.append(str(to))
+            if decision.mailbox not in envelope.mailboxes:
+                envelope.mailboxes.append(decision.mailbox)
+        self.log_decision("rcpt", decision, reply, to=str(to))
+        await self.push(reply)
+
+    async def _refuse_rcpt(self, entry: Entry, to: str, reason: str) -> None:
+        decision = checks.Decision(entry, "syntax", reason)
+        reply = self.render(entry)
+        self.log_decision("rcpt", decision, reply, to=to)
+        await self.push(reply)
+
+    # -- DATA ---------------------------------------------------------------
+
+    async def smtp_DATA(self, arg: str | None) -> None:
+        problem = self._data_problem(arg)
+        if problem:
+            return await self.push(self.render(problem))
+        message_id = secrets.token_hex(6).upper()
+        try:
+            spool = self.context.store.open_spool(self._trace_header(message_id))
+        except OSError as error:
+            return await self.push(self._store_error(error))
+        try:
+            await self.push(self.render(R.START_DATA))
+            refusal = await self._receive(spool)
+        except BaseException:
+            spool.discard()
+            raise
+        await self._end_of_data(spool, refusal, message_id)
+
+    def _data_problem(self, arg: str | None) -> Entry | None:
+        if not self.session.host_name:
+            return R.NEED_HELO
+        if not self.envelope.started:
+            return R.NEED_MAIL
+        if not self.envelope.mailboxes:
+            return R.NO_RECIPIENTS
+        if arg:
+            return R.BAD_ARGUMENTS
+        return None
+
+    async def _receive(self, spool: Spool) -> Entry | None:
+        """Read the message up to CRLF.CRLF into ``spool``.
+
+        Only CRLF ends a line (RFC 5321 2.3.8), so only CRLF "." CRLF ends
+        the data (4.1.1.4); a message with a bare CR or LF is read to its
+        real end and then refused, which keeps "LF.CRLF" smuggling out.
+        Over-long lines and oversized messages are read on and refused
+        after the final dot (4.5.3.1.6, 4.2.5); nothing of them is kept
+        in memory beyond one line.
+        """
+        reader = _DataReader(self._reader, self.context.config.max_message_size)
+        while True:
+            line = await reader.next_line()
+            self._reset_timeout()
+            if line is None:
+                return reader.refusal()
+            if line:
+                spool.write(line)
+
+    async def _end_of_data(
+        self, spool: Spool, refusal: Entry | None, message_id: str
+    ) -> None:
+        envelope = self.envelope
+        if refusal is not None:
+            spool.discard()
+            decision = checks.Decision(refusal, "message_format")
+            reply = self.render(refusal)
+        else:
+            decision, reply = await self._deliver(spool, message_id)
+        self.log_decision(
+            "data",
+            decision,
+            reply,
+            to=",".join(envelope.mailboxes),
+            size=spool.size,
+            id=message_id if decision.accepted else None,
+        )
+        self._set_post_data_state()
+        await self.push(reply)
+
+    async def _deliver(self, spool: Spool, message_id: str) -> tuple[checks.Decision, Reply]:
+        store, policies = self.context.store, self.session.policies
+        mailboxes = list(self.envelope.mailboxes)
+
+        def decide(size: int) -> checks.Decision:
+            return checks.message(policies, mailboxes, size, store.usage)
+
+        # The delivery runs on in its thread even if this session is
+        # cancelled (the client left): once the final dot has arrived the
+        # message is stored whole or not at all, and shutdown waits for it.
+        self.delivering = asyncio.ensure_future(
+            asyncio.to_thread(
+                store.deliver, spool, mailboxes, message_id, decide, _accepted
+            )
+        )
+        try:
+            decision = await asyncio.shield(self.delivering)
+        except OSError as error:
+            reply = self._store_error(error)
+            return checks.Decision(reply.entry, "delivery", str(error)), reply
+        return decision, self.render(decision.entry, id=message_id)
+
+    def _store_error(self, error: OSError) -> Reply:
+        if is_disk_full(error):
+            logs.errors.warning("session=%s mail store full: %s", self.session.id, error)
+            return self.render(R.STORE_FULL)
+        return self._internal_error(error)
+
+    def _trace_header(self, message_id: str) -> bytes:
+        """Return-Path and Received fields (RFC 5321 4.4) for the message."""
+        session, envelope = self.session, self.envelope
+        now = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
+        helo = logs.escape(session.host_name or "unknown")
+        proto = "ESMTPA" if session.login else "ESMTP" if session.extended_smtp else "SMTP"
+        return (
+            f"Return-Path: <{_address(envelope.sender)}>\r\n"
+            f"Received: from {helo} ([{session.client}])\r\n"
+            f"\tby {self.hostname} (tech2u-mta) with {proto} id {message_id};\r\n"
+            f"\t{now}\r\n"
+        ).encode("utf-8", "surrogateescape")
+
+    # -- shutdown -----------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        """421 4.3.2 and close; a message already past its final dot is
+        delivered first, so it is stored exactly once (RFC 5321 3.8)."""
+        if self.delivering is not None:
+            await asyncio.wait([self.delivering])
+        self.close_with(R.SHUTTING_DOWN)
+
+
+class Hooks:
+    """aiosmtpd's handler hooks for the commands we keep from it."""
+
+    async def handle_HELO(
+        self, server: PolicySMTP, session: Session, envelope: Transaction, host: str
+    ) -> Reply:
+        session.host_name = host
+        return server.render(R.HELO_OK, host=server.hostname)
+
+    async def handle_EHLO(
+        self,
+        server: PolicySMTP,
+        session: Session,
+        envelope: Transaction,
+        host: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = host
+        server.command_size_limits["MAIL"] = MAIL_LIMIT
+        keywords = [
+            "PIPELINING",
+            f"SIZE {server.context.config.max_message_size}",
+            "8BITMIME",
+            "SMTPUTF8",
+            "ENHANCEDSTATUSCODES",
+        ]
+        # aiosmtpd has decided whether STARTTLS and AUTH are on offer.
+        keywords += [r[4:] for r in responses if r[4:].startswith(("STARTTLS", "AUTH"))]
+        return [server.render(R.EHLO_OK, host=server.hostname, more=tuple(keywords))]
+
+    async def handle_NOOP(self, server: PolicySMTP, *_: Any) -> Reply:
+        return server.render(R.OK)
+
+    async def handle_RSET(self, server: PolicySMTP, *_: Any) -> Reply:
+        return server.render(R.OK)
+
+    async def handle_QUIT(self, server: PolicySMTP, *_: Any) -> Reply:
+        return server.render(R.BYE)
+
+
+def _authenticate(
+    server: SMTP, session: BaseSession, envelope: Envelope, mechanism: str, data: Any
+) -> AuthResult:
+    assert isinstance(server, PolicySMTP) and isinstance(session, Session)
+    if isinstance(data, LoginPassword):
+        login = data.login.decode("utf-8", "replace")
+        password = data.password.decode("utf-8", "replace")
+        expected = session.policies.users.get(login)
+        if expected is not None and secrets.compare_digest(expected, password):
+            session.login = login
+            return AuthResult(success=True, auth_data=login)
+    return AuthResult(success=False, handled=False)
+
+
+class _DataReader:
+    """Splits the DATA stream into lines and notes what is wrong with it."""
+
+    def __init__(self, reader: asyncio.StreamReader, max_size: int) -> None:
+        self.reader = reader
+        self.max_size = max_size
+        self.size = 0
+        self.bare_ending = self.too_long = self.too_big = False
+        self.line_start = True  # the previous line ended with CRLF
+        self.partial_cr = False  # a long line's last piece ended with CR
+
+    async def next_line(self) -> bytes | None:
+        """The next line, dot-unstuffed; ``b""`` for one to drop, None at the
+        end of data."""
+        try:
+            piece = await self.reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError as overrun:
+            piece = await self.reader.read(overrun.consumed)
+            self.too_long, self.line_start = True, False
+            self.partial_cr = piece.endswith(b"\r")
+            return self._count(piece)
+        except asyncio.IncompleteReadError as eof:
+            raise ConnectionResetError("client closed during DATA") from eof
+        if self.line_start and piece == b".\r\n":
+            return None
+        return self._count(self._complete(piece))
+
+    def _complete(self, piece: bytes) -> bytes:
+        crlf = piece.endswith(b"\r\n") or (piece == b"\n" and self.partial_cr)
+        body = piece[:-2] if piece.endswith(b"\r\n") else piece[:-1]
+        if not crlf or b"\r" in body:
+            self.bare_ending = True
+        stuffed = self.line_start and piece.startswith(b".")
+        self.line_start, self.partial_cr = crlf, False
+        return piece[1:] if stuffed else piece  # RFC 5321 4.5.2
+
+    def _count(self, line: bytes) -> bytes:
+        self.size += len(line)
+        if self.size > self.max_size:
+            self.too_big = True
+        return b"" if self.too_big or self.too_long else line
+
+    def refusal(self) -> Entry | None:
+        if self.too_big:
+            return R.MESSAGE_TOO_BIG
+        if self.too_long:
+            return R.DATA_LINE_TOO_LONG
+        if self.bare_ending:
+            return R.BARE_LINE_ENDING
+        return None
+
+
+def _accepted(decision: checks.Decision) -> bool:
+    return decision.accepted
+
+
+def _address(mailbox: Mailbox | None) -> str:
+    return "" if mailbox is None else str(mailbox)
+
