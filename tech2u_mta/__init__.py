@@ -1,6 +1,6 @@
 """tech2u-mta: an SMTP server that answers mail as the TECH 2U policy says."""
 
-from .catalogue import ENTRIES, R, Entry, Reply, render
+from .catalogue import ENTRIES, Entry, R, Reply, render
 from .config import Config
 from .errors import ConfigError
 from .policy import Policies, load_folder

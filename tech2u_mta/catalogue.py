@@ -80,6 +80,7 @@ def _e(
 
 _SUPPORT_DESK = "Contact the TECH 2U Support Desk and quote reference {ref}."
 
+
 # fmt: off
 # Each class attribute is one entry; its name is the entry's name.
 class R:
@@ -247,7 +248,9 @@ def render(
     """
     if entry.support and reference is None:
         reference = new_reference()
-    lines = [line.format(ref=reference, **values) for line in (entry.text, *entry.detail)]
+    lines = [
+        line.format(ref=reference, **values) for line in (entry.text, *entry.detail)
+    ]
     lines += more
     if entry.is_error:
         lines.append(f"{explainer}#{entry.code}")

@@ -57,9 +57,7 @@ def connect(policies: Policies, address: IPAddress) -> Decision:
     return Decision(R.GREETING, "blocklist")
 
 
-def sender(
-    limits: Limits, declared_size: int | None, free_space: int
-) -> Decision:
+def sender(limits: Limits, declared_size: int | None, free_space: int) -> Decision:
     """MAIL FROM: what can be refused before any recipient is known."""
     if declared_size is not None and declared_size > limits.max_message_size:
         # RFC 1870 6: refuse a declared SIZE over the limit at MAIL.

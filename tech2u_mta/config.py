@@ -9,6 +9,7 @@ from __future__ import annotations
 import configparser
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def _parse_url(text: str) -> str:
     return url
 
 
-_PARSERS = {
+_PARSERS: dict[str, Callable[[str], object]] = {
     "listen": parse_listen,
     "hostname": _parse_hostname,
     "policies": Path,
@@ -128,7 +129,9 @@ def load(path: Path) -> Config:
     try:
         parser.read_string(text, source=str(path))
     except configparser.Error as err:
-        raise ConfigError(str(path), getattr(err, "lineno", None), _short(err)) from None
+        raise ConfigError(
+            str(path), getattr(err, "lineno", None), _short(err)
+        ) from None
     _check_sections(path, parser, text)
     values = {}
     for key, raw in parser.items(SECTION) if parser.has_section(SECTION) else []:

@@ -193,7 +193,9 @@ def _mailbox_key(text: str, where: _Where, domains: frozenset[str]) -> str:
     except AddressError:
         mailbox = None
     if mailbox is None or not mailbox.domain:
-        raise where.error(f"{text!r} is not an address like alice@example.com", "address")
+        raise where.error(
+            f"{text!r} is not an address like alice@example.com", "address"
+        )
     local, domain = mailbox.key.rsplit("@", 1)
     if domain not in domains:
         raise where.error(f"{domain} is not listed in domains", "address")

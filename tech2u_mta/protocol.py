@@ -29,7 +29,7 @@ from aiosmtpd.smtp import Session as BaseSession
 
 from . import checks, logs
 from .addresses import AddressError, Mailbox, parse_params, parse_path
-from .catalogue import R, Entry, Reply, render
+from .catalogue import Entry, R, Reply, render
 from .config import Config
 from .netset import client_address
 from .policy import Policies
@@ -59,12 +59,14 @@ REWRITES: list[tuple[re.Pattern[str], Entry | None]] = [
         (r"454 TLS not available", R.TLS_NOT_AVAILABLE),
         (r"220 Ready to start TLS", R.TLS_READY),
         (r"500 Error: command 'AUTH' not recognized", R.UNRECOGNIZED),
-        (r"538 5\.7\.11 Encryption required for requested authentication "
-         r"mechanism", R.ENCRYPTION_REQUIRED),
+        (
+            r"538 5\.7\.11 Encryption required for requested authentication "
+            r"mechanism",
+            R.ENCRYPTION_REQUIRED,
+        ),
         (r"503 Already authenticated", R.ALREADY_AUTHENTICATED),
         (r"501 (Not enough value|Too many values)", R.BAD_ARGUMENTS),
-        (r"504 5\.5\.4 Unrecognized authentication type",
-         R.PARAMETER_NOT_IMPLEMENTED),
+        (r"504 5\.5\.4 Unrecognized authentication type", R.PARAMETER_NOT_IMPLEMENTED),
         (r"235 2\.7\.0 Authentication successful", R.AUTH_OK),
         (r"535 5\.7\.8 Authentication credentials invalid", R.AUTH_FAILED),
         (r"501 5\.7\.0 Auth aborted", R.AUTH_ABORTED),
@@ -74,8 +76,10 @@ REWRITES: list[tuple[re.Pattern[str], Entry | None]] = [
         (r"250 Supported commands: (?P<commands>.+)", R.HELP),
         (r"501 Supported commands: .+", R.PARAMETER_NOT_IMPLEMENTED),
         (r"502 Could not VRFY .*", R.BAD_ARGUMENTS),
-        (r"252 Cannot VRFY user, but will accept message and attempt delivery",
-         R.CANNOT_VRFY),
+        (
+            r"252 Cannot VRFY user, but will accept message and attempt delivery",
+            R.CANNOT_VRFY,
+        ),
         (r"502 EXPN not implemented", R.NOT_IMPLEMENTED),
         # An AUTH challenge is part of the exchange, not a reply to rewrite.
         (r"334 .*", None),
@@ -117,7 +121,7 @@ class Session(BaseSession):
 
     # aiosmtpd sets this deprecated attribute on every AUTH and logs a
     # warning each time; keeping it quietly avoids a warning per login.
-    @property  # type: ignore[override]
+    @property
     def login_data(self) -> Any:
         return self._legacy_login
 
@@ -275,8 +279,10 @@ class PolicySMTP(SMTP):
             name = word.decode("ascii").upper()
         except UnicodeDecodeError:
             return await self._bad_command(R.NOT_ASCII)
-        self._trace(">>", name + " [redacted]" if name == "AUTH" else line.decode(
-            "utf-8", "replace"))
+        self._trace(
+            ">>",
+            name + " [redacted]" if name == "AUTH" else line.decode("utf-8", "replace"),
+        )
         if self.session.refused and name != "QUIT":
             return await self.push(self.render(R.REFUSED_SESSION))
         limit = self.command_size_limits[name] if self.session.extended_smtp else 512
@@ -302,8 +308,9 @@ class PolicySMTP(SMTP):
 
     # -- replies ------------------------------------------------------------
 
-    def render(self, entry: Entry, **values: str) -> Reply:
-        return render(entry, explainer=self.context.config.explainer_url, **values)
+    def render(self, entry: Entry, more: tuple[str, ...] = (), **values: str) -> Reply:
+        explainer = self.context.config.explainer_url
+        return render(entry, explainer=explainer, more=more, **values)
 
     async def push(self, status: Any) -> None:
         reply = status if isinstance(status, Reply) else self._rewrite(status)
@@ -331,7 +338,11 @@ class PolicySMTP(SMTP):
         for pattern, entry in REWRITES:
             match = pattern.fullmatch(text)
             if match:
-                return text if entry is None else self.render(entry, **match.groupdict())
+                return (
+                    text
+                    if entry is None
+                    else self.render(entry, (), **match.groupdict())
+                )
         logs.errors.error(
             "session=%s unmapped aiosmtpd reply %s", self.session.id, logs.escape(text)
         )
@@ -407,14 +418,16 @@ class PolicySMTP(SMTP):
         self.log_decision("mail", decision, reply, sender=_address(sender))
         await self.push(reply)
 
-    def _transaction_problem(self, arg: str | None, keyword: str, mail: bool) -> Entry | None:
+    def _transaction_problem(
+        self, arg: str | None, keyword: str, mail: bool
+    ) -> Entry | None:
         if not self.session.host_name:
             return R.NEED_HELO
         if mail and self.envelope.started:
             return R.NESTED_MAIL
         if not mail and not self.envelope.started:
             return R.NEED_MAIL
-        if arg is None or not arg[: len(keyword)].upper() == keyword:
+        if arg is None or arg[: len(keyword)].upper() != keyword:
             return R.BAD_ARGUMENTS
         return None
 
@@ -444,7 +457,9 @@ class PolicySMTP(SMTP):
         return None, int(size) if size is not None else None
 
     def _auth_offered(self) -> bool:
-        return not self.context.config.auth_require_tls or self._tls_protocol is not None
+        return (
+            not self.context.config.auth_require_tls or self._tls_protocol is not None
+        )
 
     # -- RCPT ---------------------------------------------------------------
 
@@ -559,10 +574,12 @@ class PolicySMTP(SMTP):
             size=spool.size,
             id=message_id if decision.accepted else None,
         )
-        self._set_post_data_state()
+        self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(reply)
 
-    async def _deliver(self, spool: Spool, message_id: str) -> tuple[checks.Decision, Reply]:
+    async def _deliver(
+        self, spool: Spool, message_id: str
+    ) -> tuple[checks.Decision, Reply]:
         store, policies = self.context.store, self.session.policies
         mailboxes = list(self.envelope.mailboxes)
 
@@ -586,7 +603,9 @@ class PolicySMTP(SMTP):
 
     def _store_error(self, error: OSError) -> Reply:
         if is_disk_full(error):
-            logs.errors.warning("session=%s mail store full: %s", self.session.id, error)
+            logs.errors.warning(
+                "session=%s mail store full: %s", self.session.id, error
+            )
             return self.render(R.STORE_FULL)
         return self._internal_error(error)
 
@@ -595,7 +614,9 @@ class PolicySMTP(SMTP):
         session, envelope = self.session, self.envelope
         now = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
         helo = logs.escape(session.host_name or "unknown")
-        proto = "ESMTPA" if session.login else "ESMTP" if session.extended_smtp else "SMTP"
+        proto = (
+            "ESMTPA" if session.login else "ESMTP" if session.extended_smtp else "SMTP"
+        )
         return (
             f"Return-Path: <{_address(envelope.sender)}>\r\n"
             f"Received: from {helo} ([{session.client}])\r\n"
@@ -725,4 +746,3 @@ def _accepted(decision: checks.Decision) -> bool:
 
 def _address(mailbox: Mailbox | None) -> str:
     return "" if mailbox is None else str(mailbox)
-

@@ -76,7 +76,10 @@ class Server:
         host, port = self.address
         log.info(
             "listening on %s port %d; policies %s %s; mail store %s",
-            host, port, self.policies.source, self.policies.counts(),
+            host,
+            port,
+            self.policies.source,
+            self.policies.counts(),
             self.context.store.root,
         )
 
@@ -105,10 +108,15 @@ def _listen_socket(host: str, port: int) -> socket.socket:
     try:
         if host in ("", "::"):
             return socket.create_server(
-                ("::", port), family=socket.AF_INET6, dualstack_ipv6=True,
-                backlog=1024, reuse_port=False,
+                ("::", port),
+                family=socket.AF_INET6,
+                dualstack_ipv6=True,
+                backlog=1024,
+                reuse_port=False,
             )
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         return socket.create_server((host, port), family=family, backlog=1024)
     except OSError as err:
-        raise ConfigError("listen", None, f"cannot listen on {host}:{port}: {err}") from None
+        raise ConfigError(
+            "listen", None, f"cannot listen on {host}:{port}: {err}"
+        ) from None

@@ -7,16 +7,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 from .config import Config
 from .policy import Policies
 from .server import Server
 
+T = TypeVar("T")
 
-def test_config(mail_store: Path, **settings: object) -> Config:
+
+def make_config(mail_store: Path, **settings: object) -> Config:
     """Defaults for a test: loopback, a free port, the given mail store."""
     return replace(Config(), listen=("127.0.0.1", 0), mail_store=mail_store, **settings)  # type: ignore[arg-type]
 
@@ -46,9 +49,9 @@ class ThreadedServer:
     def address(self) -> tuple[str, int]:
         return self.server.address
 
-    def call(self, coroutine: object) -> object:
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run ``coroutine`` in the server's loop and wait for its result."""
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)  # type: ignore[arg-type]
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         return future.result(timeout=30)
 
     def start(self) -> None:
@@ -65,7 +68,9 @@ class ThreadedServer:
 
 
 @contextlib.contextmanager
-def threaded(config: Config, policies: Policies | None = None) -> Iterator[ThreadedServer]:
+def threaded(
+    config: Config, policies: Policies | None = None
+) -> Iterator[ThreadedServer]:
     """The server, running in a background thread until the block ends."""
     running = ThreadedServer(config, policies)
     running.start()
