@@ -28,6 +28,40 @@ DEFAULT_EXPLAINER = "http://www.tech2u.com.au/member/emailerrorcodes.html"
 # RFC 5321 3.8).
 ANY = frozenset({"*"})
 
+# RFC 5321 4.3.2 (with RFC 3207 for STARTTLS and RFC 4954 for AUTH): the
+# codes each command may answer with.
+VALID_CODES: dict[str, frozenset[int]] = {
+    name: frozenset(codes)
+    for name, codes in {
+        "CONNECT": {220, 554},
+        "EHLO": {250, 504, 550, 502},
+        "HELO": {250, 504, 550, 502},
+        "MAIL": {250, 552, 451, 452, 550, 553, 503, 455, 555},
+        "RCPT": {250, 251, 550, 551, 552, 553, 450, 451, 452, 503, 455, 555},
+        "DATA": {354, 250, 552, 554, 451, 452, 450, 550, 503},
+        "RSET": {250},
+        "VRFY": {250, 251, 252, 550, 551, 553, 502, 504},
+        "EXPN": {250, 252, 550, 500, 502, 504},
+        "HELP": {211, 214, 502, 504},
+        "NOOP": {250},
+        "QUIT": {221},
+        "STARTTLS": {220, 454, 501},
+        "AUTH": {235, 334, 432, 454, 500, 501, 503, 504, 530, 534, 535, 538},
+    }.items()
+}
+# Any command may get these (RFC 5321 4.3.2 for 421, 500 and 501; 503 is
+# what RFC 5321 3.1 asks for after a 554 greeting).  451 is the one liberty
+# taken: an error of our own is a "local error in processing" whatever the
+# command, and clients read an unexpected code by its first digit (4.2.1).
+ANY_COMMAND_CODES = frozenset({421, 451, 500, 501, 503})
+
+
+def valid_for(code: int, command: str) -> bool:
+    """Whether ``code`` is a valid answer to ``command``."""
+    if code in ANY_COMMAND_CODES:
+        return True
+    return code in VALID_CODES.get(command, frozenset())
+
 
 @dataclass(frozen=True, slots=True)
 class Entry:
@@ -153,9 +187,8 @@ class R:
         "The answer is not valid base64.")
     AUTH_ABORTED = _e(501, "5.7.0", "Syntax error in parameters or arguments", "AUTH",
                       "Authentication was cancelled.")
-    NOT_IMPLEMENTED = _e(502, "5.5.1", "Command not implemented", "*")
-    BAD_SEQUENCE = _e(503, "5.5.1", "Bad sequence of commands", "*")
-    NEED_HELO = _e(503, "5.5.1", "Bad sequence of commands", "*",
+    NOT_IMPLEMENTED = _e(502, "5.5.1", "Command not implemented", "EXPN")
+    NEED_HELO = _e(503, "5.5.1", "Bad sequence of commands", "MAIL RCPT DATA AUTH",
                    "Say EHLO or HELO first.")
     NEED_MAIL = _e(503, "5.5.1", "Bad sequence of commands", "RCPT",
                    "Send MAIL FROM first.")
@@ -168,7 +201,7 @@ class R:
     REFUSED_SESSION = _e(503, "5.7.1", "Bad sequence of commands", "*",
                          "This session was refused at connection; send QUIT.")
     PARAMETER_NOT_IMPLEMENTED = _e(
-        504, "5.5.4", "Command parameter not implemented", "AUTH MAIL HELP")
+        504, "5.5.4", "Command parameter not implemented", "AUTH HELP")
 
     # 53x: authentication (RFC 4954 6).
     AUTH_FAILED = _e(535, "5.7.8", "Authentication credentials invalid", "AUTH")

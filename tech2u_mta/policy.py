@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from importlib import resources
@@ -111,6 +111,41 @@ def load_folder(folder: Path, default_quota: int | None) -> Policies:
     )
 
 
+def from_data(
+    domains: Iterable[str] = (),
+    networks: Iterable[str] = (),
+    blocklist: Iterable[str] = (),
+    mailboxes: Mapping[str, str] | Iterable[str] = (),
+    users: Mapping[str, str] | None = None,
+    default_quota: int | None = 100 << 20,
+) -> Policies:
+    """Policies from plain Python data, checked as the files are.
+
+    ``mailboxes`` maps an address to ``"STATUS [QUOTA]"``, or is a list of
+    whole ``"ADDRESS STATUS [QUOTA]"`` lines.
+    """
+    if isinstance(mailboxes, Mapping):
+        mailboxes = [f"{address} {rest}" for address, rest in mailboxes.items()]
+    domain_set = frozenset(_domain(v, w) for w, v in _numbered("domains", domains))
+    table: dict[str, MailboxPolicy] = {}
+    for where, text in _numbered("mailboxes", mailboxes):
+        key, policy = _mailbox(text, where, domain_set, default_quota)
+        table[key] = policy
+    return Policies(
+        domains=domain_set,
+        networks=_netset(_numbered("networks", networks)),
+        blocklist=_netset(_numbered("blocklist", blocklist)),
+        mailboxes=table,
+        users=dict(users or {}),
+        source="(data)",
+    )
+
+
+def _numbered(name: str, items: Iterable[str]) -> Iterator[tuple[_Where, str]]:
+    for index, item in enumerate(items, start=1):
+        yield _Where(f"<{name}>", index), item.strip()
+
+
 @dataclass(frozen=True, slots=True)
 class _Where:
     path: str
@@ -142,9 +177,14 @@ def _domain(text: str, where: _Where) -> str:
 
 
 def _networks(path: Path) -> NetSet:
+    return _netset(_lines(path))
+
+
+def _netset(lines: Iterable[tuple[_Where, str]]) -> NetSet:
     table = NetSet()
-    for where, text in _lines(path):
-        table.add(_network(text, where), value=f"{path.name}:{where.line}")
+    for where, text in lines:
+        name = Path(where.path).name
+        table.add(_network(text, where), value=f"{name}:{where.line}")
     return table
 
 
