@@ -10,8 +10,8 @@ import pytest
 from tech2u_mta.catalogue import (
     ANY,
     ENTRIES,
-    R,
     Entry,
+    R,
     render,
     valid_for,
 )

@@ -8,7 +8,7 @@ import pytest
 
 from tech2u_mta import checks
 from tech2u_mta.addresses import parse_path
-from tech2u_mta.catalogue import R, Entry
+from tech2u_mta.catalogue import Entry, R
 from tech2u_mta.policy import from_data
 
 POLICIES = from_data(

@@ -160,7 +160,7 @@ def test_bad_policy_file_exits_2(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"tech2u-mta: policies/blocklist:1: network: '203.0.113.5/24' has host "
+        "tech2u-mta: policies/blocklist:1: network: '203.0.113.5/24' has host "
         "bits set; write the network 203.0.113.0/24 or the single address 203.0.113.5"
     )
 
