@@ -5,24 +5,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
 
-from . import logs
+from . import dryrun, logs
 from .config import Config, load, parse_listen
+from .dryrun import Request
 from .errors import ConfigError
-from .server import Server
+from .netset import client_address
+from .policy import default_folder
+from .reload import Reloader
+from .server import Server, load_policies
 
 EXIT_CONFIG = 2
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command in (None, "serve"):
-        return _serve(args)
-    raise AssertionError(args.command)
+    if args.command == "check":
+        return _check(args)
+    return _serve(args)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,8 +45,67 @@ def _parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="debug adds the per-session trace (default: info)",
     )
+    check = commands.add_parser(
+        "check",
+        help="print the replies a session would get, without any network",
+        description="Runs the policy checks stage by stage and prints each "
+        "reply.  Exit status 0 when every recipient would be accepted, 1 "
+        "otherwise, 2 for a bad config or policy file.",
+    )
+    check.add_argument("--config", type=Path, help="INI file (see config.example.ini)")
+    check.add_argument("--client-ip", required=True, help="the client's address")
+    check.add_argument("--helo", default="dry-run", help="the EHLO name")
+    check.add_argument("--auth-user", help="act as if AUTH succeeded for USER")
+    check.add_argument(
+        "--from", dest="sender", required=True, help="MAIL FROM, '' for <>"
+    )
+    check.add_argument("--to", nargs="+", required=True, help="RCPT TO addresses")
+    check.add_argument("--size", type=int, help="message size in octets")
+    check.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(config=None, listen=None, log_level="info")
     return parser
+
+
+def _check(args: argparse.Namespace) -> int:
+    request = Request(
+        client_ip=args.client_ip,
+        sender=args.sender,
+        recipients=tuple(args.to),
+        helo=args.helo,
+        login=args.auth_user,
+        size=args.size,
+    )
+    try:
+        config = _config(args)
+        policies = load_policies(config)
+        client_address(request.client_ip)
+    except ConfigError as err:
+        print(f"tech2u-mta: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ValueError:
+        print(
+            f"tech2u-mta: --client-ip: {args.client_ip!r} is not an IP address",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    steps = dryrun.run(config, policies, request)
+    _print_steps(steps, args.json)
+    return 0 if dryrun.accepted_by_all(steps, request) else 1
+
+
+def _print_steps(steps: list[dryrun.Step], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([s.as_dict() for s in steps], indent=2))
+        return
+    for step in steps:
+        decision = step.decision
+        print(f"{step.stage:<8} {step.subject}")
+        print(
+            f"  check: {decision.check}"
+            + (f" ({decision.reason})" if decision.reason else "")
+        )
+        for line in step.reply.split("\r\n"):
+            print(f"  {line}")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -75,6 +139,20 @@ async def _run(server: Server) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    reloader = Reloader(server, server.config.policies or default_folder())
+    tasks: set[asyncio.Task[object]] = set()
+
+    def on_sighup() -> None:
+        task = loop.create_task(reloader.reload("SIGHUP"))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     await server.start()
+    watcher = (
+        loop.create_task(reloader.watch()) if server.config.watch_policies else None
+    )
     await stop.wait()
+    if watcher is not None:
+        watcher.cancel()
     await server.stop()

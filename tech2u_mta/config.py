@@ -36,6 +36,7 @@ class Config:
     max_recipients: int = 100
     idle_timeout: float = 300.0
     auth_require_tls: bool = False
+    watch_policies: bool = True
     tls_cert: Path | None = None
     tls_key: Path | None = None
     source: str = field(default="(built-in defaults)", compare=False)
@@ -116,6 +117,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "max_recipients": _parse_count,
     "idle_timeout": _parse_seconds,
     "auth_require_tls": _parse_bool,
+    "watch_policies": _parse_bool,
     "tls_cert": Path,
     "tls_key": Path,
 }
