@@ -34,6 +34,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from copy import deepcopy
 from dataclasses import dataclass, field
 from enum import Enum
 from importlib import resources
@@ -139,6 +140,20 @@ def from_data(
         users=dict(users or {}),
         source="(data)",
     )
+
+
+def parse_mailbox_line(
+    line: str, policies: Policies, default_quota: int | None
+) -> tuple[str, MailboxPolicy]:
+    """One line of the mailboxes file, checked against ``policies``."""
+    return _mailbox(line, _Where("<mailbox>", 1), policies.domains, default_quota)
+
+
+def extend_netset(table: NetSet, network: str) -> NetSet:
+    """A copy of ``table`` with ``network`` added (the original is in use)."""
+    copy = deepcopy(table)
+    copy.add(_network(network.strip(), _Where("<network>", 1)), value="<added>")
+    return copy
 
 
 def _numbered(name: str, items: Iterable[str]) -> Iterator[tuple[_Where, str]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .config import Config
-from .policy import Policies
+from .policy import Policies, extend_netset, parse_mailbox_line
 from .server import Server
 
 T = TypeVar("T")
@@ -65,6 +65,73 @@ class ThreadedServer:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=30)
             self.loop.close()
+
+
+class TestServer(ThreadedServer):
+    """A threaded server with the knobs an integration test needs.
+
+    Each change swaps in a new policy set: sessions already open keep the
+    policies they started with, as they would on a reload.
+    """
+
+    __test__ = False  # not a test class, whatever pytest thinks of the name
+
+    @property
+    def host(self) -> str:
+        return self.address[0]
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    @property
+    def mail_store(self) -> Path:
+        return self.server.context.store.root
+
+    def set_mailbox(self, address: str, status: str, quota: str | None = None) -> None:
+        """Add or change a mailbox: ``set_mailbox("carol@tech2u.com.au",
+        "active", "1M")``; the status is one of the mailboxes file's."""
+        line = f"{address} {status} {quota or ''}"
+        key, policy = parse_mailbox_line(line, self.server.policies, self.default_quota)
+        mailboxes = {**self.server.policies.mailboxes, key: policy}
+        self.server.policies = replace(self.server.policies, mailboxes=mailboxes)
+
+    def disable(self, address: str) -> None:
+        """The mailbox refuses mail from now on: 550 5.2.1."""
+        self.set_mailbox(address, "disabled")
+
+    def fill(self, address: str) -> None:
+        """The mailbox has no room left: 552 5.2.2."""
+        self.set_mailbox(address, "full")
+
+    def activate(self, address: str, quota: str | None = None) -> None:
+        self.set_mailbox(address, "active", quota)
+
+    def block(self, network: str) -> None:
+        """Refuse clients from ``network`` with 554 from their next session."""
+        policies = self.server.policies
+        blocklist = extend_netset(policies.blocklist, network)
+        self.server.policies = replace(policies, blocklist=blocklist)
+
+    def store_full(self, full: bool = True) -> None:
+        """Make MAIL get 452 4.3.1, as if the mail store were short of space."""
+        context = self.server.context
+        config = self.server.config
+        threshold = (1 << 62) if full else config.min_free_space
+        context.limits = replace(context.limits, min_free_space=threshold)
+
+    def messages(self, address: str) -> list[bytes]:
+        """The messages delivered to ``address``, oldest first, as stored."""
+        local, _, domain = address.lower().rpartition("@")
+        folder = self.mail_store / domain / local / "new"
+        if not folder.is_dir():
+            return []
+        paths = sorted(folder.iterdir(), key=lambda p: p.stat().st_mtime_ns)
+        return [path.read_bytes() for path in paths]
+
+    @property
+    def default_quota(self) -> int:
+        return self.server.config.default_quota
 
 
 @contextlib.contextmanager
