@@ -243,9 +243,10 @@ class R:
         "The address is not valid RFC 5321 syntax.")
     BLOCKLISTED = _e(
         554, "5.7.1", "We do not accept email sent from this ip address", "CONNECT",
-        "Your address has sent spam to TECH 2U. If that has stopped, we can",
-        "remove the block: tell the Support Desk this reference, the time and",
-        "your email address: {ref}.", support=True)
+        "Mail from this address has been seen as spam, so TECH 2U blocks it.",
+        "If the spam has stopped, ask the TECH 2U Support Desk to lift the block,",
+        "giving reference {ref}, the time of this reply and your email address.",
+        support=True)
     BARE_LINE_ENDING = _e(
         554, "5.6.0", "Transaction failed", "DATA",
         "The message has a bare CR or LF; lines must end in CRLF (RFC 5321 2.3.8).")
