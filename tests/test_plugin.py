@@ -30,7 +30,8 @@ def test_demo_world_replies(tech2u_server):
 
 def test_delivered_messages_can_be_read(tech2u_server):
     client = session(tech2u_server)
-    client.sendmail("app@example.com", ["alice@tech2u.com.au"], b"Subject: hi\\r\\n\\r\\nx\\r\\n")
+    message = b"Subject: hi\\r\\n\\r\\nx\\r\\n"
+    client.sendmail("app@example.com", ["alice@tech2u.com.au"], message)
     [message] = tech2u_server.messages("alice@tech2u.com.au")
     assert b"Subject: hi" in message
 
