@@ -11,7 +11,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from . import dryrun, logs
+from . import dryrun, logs, workers
 from .config import Config, load, parse_listen
 from .dryrun import Request
 from .errors import ConfigError
@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="INI file (see config.example.ini)")
     serve.add_argument("--listen", help="HOST:PORT, overriding the config")
     serve.add_argument(
+        "--workers",
+        help="processes sharing the port: a number, or auto for one per core "
+        "(default: the config's workers, 1)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -62,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--to", nargs="+", required=True, help="RCPT TO addresses")
     check.add_argument("--size", type=int, help="message size in octets")
     check.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(config=None, listen=None, log_level="info")
+    parser.set_defaults(config=None, listen=None, log_level="info", workers=None)
     return parser
 
 
@@ -116,8 +121,21 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as err:
         print(f"tech2u-mta: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    if config.workers == 1:
+        return _serve_one(server, clean=True, reuse_port=False)
+    if config.listen[1] == 0:
+        print("tech2u-mta: --workers needs a fixed port, not 0", file=sys.stderr)
+        return EXIT_CONFIG
+    server.clean_store()
+    return workers.run(
+        config.workers,
+        lambda index: _serve_one(server, clean=False, reuse_port=True),
+    )
+
+
+def _serve_one(server: Server, clean: bool, reuse_port: bool) -> int:
     try:
-        asyncio.run(_run(server))
+        asyncio.run(_run(server, clean, reuse_port))
     except ConfigError as err:
         print(f"tech2u-mta: {err}", file=sys.stderr)
         return EXIT_CONFIG
@@ -131,10 +149,15 @@ def _config(args: argparse.Namespace) -> Config:
             config = replace(config, listen=parse_listen(args.listen))
         except ValueError as err:
             raise ConfigError("--listen", None, f"{args.listen!r}: {err}") from None
+    if getattr(args, "workers", None):
+        try:
+            config = replace(config, workers=workers.count(args.workers))
+        except ValueError as err:
+            raise ConfigError("--workers", None, f"{args.workers!r}: {err}") from None
     return config
 
 
-async def _run(server: Server) -> None:
+async def _run(server: Server, clean: bool = True, reuse_port: bool = False) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -148,7 +171,7 @@ async def _run(server: Server) -> None:
         task.add_done_callback(tasks.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
-    await server.start()
+    await server.start(clean=clean, reuse_port=reuse_port)
     watcher = (
         loop.create_task(reloader.watch()) if server.config.watch_policies else None
     )

@@ -37,6 +37,7 @@ class Config:
     idle_timeout: float = 300.0
     auth_require_tls: bool = False
     watch_policies: bool = True
+    workers: int = 1
     tls_cert: Path | None = None
     tls_key: Path | None = None
     source: str = field(default="(built-in defaults)", compare=False)
@@ -91,6 +92,12 @@ def _parse_count(text: str) -> int:
     return value
 
 
+def _parse_workers(text: str) -> int:
+    from .workers import count
+
+    return count(text.strip())
+
+
 def _parse_hostname(text: str) -> str:
     name = text.strip()
     if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?", name):
@@ -118,6 +125,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "idle_timeout": _parse_seconds,
     "auth_require_tls": _parse_bool,
     "watch_policies": _parse_bool,
+    "workers": _parse_workers,
     "tls_cert": Path,
     "tls_key": Path,
 }

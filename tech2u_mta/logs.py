@@ -56,7 +56,9 @@ def setup(level: str = "info") -> None:
     """Logging to stderr, for the CLI.  ``debug`` adds the session trace."""
     handler = logging.StreamHandler()
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+        logging.Formatter(
+            "%(asctime)s [%(process)d] %(levelname)s %(name)s %(message)s"
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

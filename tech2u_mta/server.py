@@ -65,13 +65,22 @@ class Server:
         host, port = self._server.sockets[0].getsockname()[:2]
         return host, port
 
-    async def start(self) -> None:
+    def clean_store(self) -> None:
+        """Remove what a crash left half-written.  Run it before any
+        process of this store starts accepting mail, never while one is."""
         removed = self.context.store.clean()
         if removed:
             log.warning("removed %d unfinished files from the mail store", removed)
+
+    async def start(self, *, clean: bool = True, reuse_port: bool = False) -> None:
+        """Listen.  ``reuse_port`` lets several worker processes share the
+        port (SO_REUSEPORT: the kernel spreads connections among them)."""
+        if clean:
+            self.clean_store()
         loop = asyncio.get_running_loop()
+        sock = _listen_socket(*self.config.listen, reuse_port=reuse_port)
         self._server = await loop.create_server(
-            lambda: PolicySMTP(self.context), sock=_listen_socket(*self.config.listen)
+            lambda: PolicySMTP(self.context), sock=sock
         )
         host, port = self.address
         log.info(
@@ -102,7 +111,7 @@ def _open_store(root: Path, hostname: str) -> MailStore:
         raise ConfigError(str(root), None, f"cannot use as mail store: {err}") from None
 
 
-def _listen_socket(host: str, port: int) -> socket.socket:
+def _listen_socket(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     """A listening socket; ``::`` takes IPv4 clients too (dual stack), which
     then appear as IPv4-mapped IPv6 addresses."""
     try:
@@ -112,10 +121,12 @@ def _listen_socket(host: str, port: int) -> socket.socket:
                 family=socket.AF_INET6,
                 dualstack_ipv6=True,
                 backlog=1024,
-                reuse_port=False,
+                reuse_port=reuse_port,
             )
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        return socket.create_server((host, port), family=family, backlog=1024)
+        return socket.create_server(
+            (host, port), family=family, backlog=1024, reuse_port=reuse_port
+        )
     except OSError as err:
         raise ConfigError(
             "listen", None, f"cannot listen on {host}:{port}: {err}"
