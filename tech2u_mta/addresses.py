@@ -23,6 +23,10 @@ ErrorKind = Literal["syntax", "params"]
 
 # RFC 5321 4.5.3.1.3 counts the angle brackets in the 256 octets of a path;
 # 4.5.3.1.2 allows 255 octets of domain, RFC 1035 2.3.4 63 octets of label.
+# A local part has no limit of its own: 4.5.3.1.1 names 64 octets, but
+# 4.5.3.1 asks servers to take longer objects where they can, and real
+# senders (list and bounce addresses) use longer ones.  Only the path's 256
+# octets bound it.
 MAX_PATH_OCTETS = 256
 MAX_DOMAIN_OCTETS = 255
 MAX_LABEL_OCTETS = 63

@@ -15,16 +15,26 @@ simple commands.  This module replaces what must behave differently:
 from __future__ import annotations
 
 import asyncio
+import binascii
 import logging
 import re
 import secrets
 import ssl
+from base64 import b64decode, b64encode
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword
+from aiosmtpd.smtp import (
+    MISSING,
+    SMTP,
+    AuthResult,
+    Envelope,
+    LoginPassword,
+    _Missing,
+    syntax,
+)
 from aiosmtpd.smtp import Session as BaseSession
 
 from . import checks, logs
@@ -39,8 +49,16 @@ from .store import MailStore, Spool, is_disk_full
 # SIZE, BODY, SMTPUTF8 and AUTH=, and RFC 4954 5 asks for 500 more for AUTH.
 COMMAND_LIMIT = 512
 MAIL_LIMIT = 512 + 500 + 26 + 14 + 9
+# The longest command line read whole: MAIL's limit, plus CRLF.
+READ_LIMIT = MAIL_LIMIT + 2
+# RFC 4954 4 holds 12288 octets enough for a line of an AUTH exchange; a
+# longer one fails the AUTH command with 500.
+AUTH_LINE_LIMIT = 12288
 # RFC 5321 4.5.3.1.6: 1000 octets with CRLF, plus a stuffed dot.
 LINE_LIMIT = 1001
+# How long a stopping server waits for a session to take its 421 and end
+# before it drops the connection (a client that reads nothing never does).
+SHUTDOWN_GRACE = 5.0
 # A session refused at connection is closed after this many commands.
 REFUSED_COMMANDS = 3
 # Unrecognised or malformed commands in a row before 421 and close.
@@ -48,7 +66,7 @@ MAX_ERRORS = 10
 
 # aiosmtpd's own reply texts and the catalogue entry that replaces each.
 # Patterns are matched against the whole text; named groups fill the entry.
-REWRITES: list[tuple[re.Pattern[str], Entry | None]] = [
+REWRITES: list[tuple[re.Pattern[str], Entry]] = [
     (re.compile(p), e)
     for p, e in [
         (r"250 OK", R.OK),
@@ -69,7 +87,6 @@ REWRITES: list[tuple[re.Pattern[str], Entry | None]] = [
         (r"504 5\.5\.4 Unrecognized authentication type", R.PARAMETER_NOT_IMPLEMENTED),
         (r"235 2\.7\.0 Authentication successful", R.AUTH_OK),
         (r"535 5\.7\.8 Authentication credentials invalid", R.AUTH_FAILED),
-        (r"501 5\.7\.0 Auth aborted", R.AUTH_ABORTED),
         (r"501 5\.5\.2 Can't decode base64", R.BAD_BASE64),
         (r"501 5\.5\.2 Can't split auth value", R.BAD_ARGUMENTS),
         (r"250 Syntax: (?P<syntax>.+)", R.HELP_SYNTAX),
@@ -81,8 +98,6 @@ REWRITES: list[tuple[re.Pattern[str], Entry | None]] = [
             R.CANNOT_VRFY,
         ),
         (r"502 EXPN not implemented", R.NOT_IMPLEMENTED),
-        # An AUTH challenge is part of the exchange, not a reply to rewrite.
-        (r"334 .*", None),
     ]
 ]
 
@@ -153,12 +168,16 @@ class PolicySMTP(SMTP):
 
     session: Session
     envelope: Transaction
+    # aiosmtpd sizes its stream reader by this; a data line longer than it is
+    # what _DataReader refuses.
+    line_length_limit = LINE_LIMIT
 
     def __init__(self, context: Context) -> None:
         self.context = context
         self.command = "CONNECT"
         self.errors = 0
         self.delivering: asyncio.Future[Any] | None = None
+        self.answering: asyncio.Future[None] | None = None
         # aiosmtpd keeps these limits in a class-wide dict and grows the MAIL
         # limit by 26 on every EHLO; each session gets its own, fixed ones.
         self.command_size_limits = defaultdict(lambda: COMMAND_LIMIT)
@@ -252,22 +271,31 @@ class PolicySMTP(SMTP):
         except Exception as error:  # the client gets 451 and a reference
             await self.push(self._internal_error(error))
 
+    async def _read_line(self, limit: int) -> bytes | None:
+        """The next line, LF included, if it has at most ``limit`` octets.
+
+        A longer line is read to its end and dropped (``b""``), so that
+        neither memory nor the meaning of what follows depends on where it
+        was cut; None means the client closed.
+        """
+        kept: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                piece = await self._reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError:
+                return None
+            except asyncio.LimitOverrunError as overrun:
+                piece = await self._reader.read(overrun.consumed)
+            size += len(piece)
+            if size <= limit:
+                kept.append(piece)
+            if piece.endswith(b"\n"):
+                return b"".join(kept) if size <= limit else b""
+
     async def _read_command(self) -> bytes | None:
         """The next command line, ``b""`` for one too long, None at EOF."""
-        try:
-            return await self._reader.readuntil(b"\n")
-        except asyncio.IncompleteReadError:
-            return None
-        except asyncio.LimitOverrunError as overrun:
-            await self._reader.read(overrun.consumed)
-            while True:
-                try:
-                    await self._reader.readuntil(b"\n")
-                    return b""
-                except asyncio.LimitOverrunError as more:
-                    await self._reader.read(more.consumed)
-                except asyncio.IncompleteReadError:
-                    return None
+        return await self._read_line(READ_LIMIT)
 
     async def _dispatch(self, line: bytes) -> None:
         self.command = "*"
@@ -306,6 +334,48 @@ class PolicySMTP(SMTP):
             return
         await self.push(self.render(entry))
 
+    # -- AUTH ---------------------------------------------------------------
+
+    async def challenge_auth(
+        self,
+        challenge: str | bytes,
+        encode_to_b64: bool = True,
+        log_client_response: bool = False,
+    ) -> _Missing | bytes:
+        """One step of an AUTH exchange (RFC 4954 4): a 334 challenge and the
+        client's base64 answer, or MISSING once the client has been told why
+        there is none.  aiosmtpd reads the answer without a bound that it
+        handles, so an over-long one would end as an internal error.  The
+        answer holds credentials and is never logged."""
+        if isinstance(challenge, str):
+            challenge = challenge.encode()
+        if encode_to_b64:
+            challenge = b64encode(challenge)
+        # A challenge is a step of the exchange, not a reply: it goes out as
+        # it is, past the rewriting of push.
+        self._trace("<<", "334 [challenge]")
+        await SMTP.push(self, b"334 " + challenge)
+        line = await self._read_line(AUTH_LINE_LIMIT)
+        if line is None:
+            raise ConnectionResetError("client closed during AUTH")
+        self._reset_timeout()
+        return await self._auth_answer(line)
+
+    async def _auth_answer(self, line: bytes) -> _Missing | bytes:
+        problem = None
+        answer = line.strip()
+        if not line:
+            problem = R.LINE_TOO_LONG
+        elif answer == b"*":
+            problem = R.AUTH_ABORTED  # RFC 4954 4: the client cancels with "*"
+        else:
+            try:
+                return b64decode(answer, validate=True)
+            except binascii.Error:
+                problem = R.BAD_BASE64
+        await self.push(self.render(problem))
+        return MISSING
+
     # -- replies ------------------------------------------------------------
 
     def render(self, entry: Entry, more: tuple[str, ...] = (), **values: str) -> Reply:
@@ -314,7 +384,7 @@ class PolicySMTP(SMTP):
 
     async def push(self, status: Any) -> None:
         reply = status if isinstance(status, Reply) else self._rewrite(status)
-        if self.session.refused and isinstance(reply, Reply):
+        if self.session.refused:
             reply = self._refused_reply(reply)
         self._trace("<<", reply)
         await super().push(reply)
@@ -332,17 +402,13 @@ class PolicySMTP(SMTP):
             return self.render(R.TOO_MANY_ERRORS)
         return self.render(R.REFUSED_SESSION)
 
-    def _rewrite(self, text: str | bytes) -> str | Reply:
+    def _rewrite(self, text: str | bytes) -> Reply:
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
         for pattern, entry in REWRITES:
             match = pattern.fullmatch(text)
             if match:
-                return (
-                    text
-                    if entry is None
-                    else self.render(entry, (), **match.groupdict())
-                )
+                return self.render(entry, (), **match.groupdict())
         logs.errors.error(
             "session=%s unmapped aiosmtpd reply %s", self.session.id, logs.escape(text)
         )
@@ -390,6 +456,8 @@ class PolicySMTP(SMTP):
 
     # -- MAIL ---------------------------------------------------------------
 
+    # HELP lists and explains only commands that carry their syntax.
+    @syntax("MAIL FROM: <address>", extended=" [SP <mail-parameters>]")
     async def smtp_MAIL(self, arg: str | None) -> None:
         problem = self._transaction_problem(arg, "FROM:", mail=True)
         if problem:
@@ -445,7 +513,7 @@ class PolicySMTP(SMTP):
             return R.BAD_SIZE, None
         body = params.pop("BODY", "7BIT")
         if body is None or body.upper() not in ("7BIT", "8BITMIME"):
-            return R.PARAMETER_NOT_IMPLEMENTED, None
+            return R.PARAMETER_UNRECOGNIZED, None
         if params.pop("SMTPUTF8", None) is not None:
             return R.BAD_ARGUMENTS, None
         if "AUTH" in params and self._auth_offered():
@@ -463,6 +531,7 @@ class PolicySMTP(SMTP):
 
     # -- RCPT ---------------------------------------------------------------
 
+    @syntax("RCPT TO: <address>")
     async def smtp_RCPT(self, arg: str | None) -> None:
         problem = self._transaction_problem(arg, "TO:", mail=False)
         if problem:
@@ -509,6 +578,7 @@ class PolicySMTP(SMTP):
 
     # -- DATA ---------------------------------------------------------------
 
+    @syntax("DATA")
     async def smtp_DATA(self, arg: str | None) -> None:
         problem = self._data_problem(arg)
         if problem:
@@ -524,7 +594,15 @@ class PolicySMTP(SMTP):
         except BaseException:
             spool.discard()
             raise
-        await self._end_of_data(spool, refusal, message_id)
+        # The final dot has arrived, so the message is ours (RFC 5321
+        # 4.1.1.4).  Its delivery and reply run as a task of their own that
+        # the client leaving cannot cancel and shutdown waits for, so the
+        # message is stored once and its reply goes out before any 421.
+        self.answering = asyncio.ensure_future(
+            self._end_of_data(spool, refusal, message_id)
+        )
+        self.answering.add_done_callback(_consume_error)
+        await asyncio.shield(self.answering)
 
     def _data_problem(self, arg: str | None) -> Entry | None:
         if not self.session.host_name:
@@ -627,11 +705,28 @@ class PolicySMTP(SMTP):
     # -- shutdown -----------------------------------------------------------
 
     async def shutdown(self) -> None:
-        """421 4.3.2 and close; a message already past its final dot is
-        delivered first, so it is stored exactly once (RFC 5321 3.8)."""
+        """Say 421 4.3.2 and close (RFC 5321 3.8), and return only once the
+        session has ended, so that nothing it holds, such as a spool,
+        outlives the server.
+
+        A message whose final dot has arrived is first stored and answered,
+        so that it is stored exactly once.  A client that reads nothing
+        cannot take the 421; after a grace period it is cut off.
+        """
         if self.delivering is not None:
-            await asyncio.wait([self.delivering])
+            await asyncio.wait([self.delivering])  # disk work; never abandoned
+        if self.answering is not None:
+            await asyncio.wait([self.answering], timeout=SHUTDOWN_GRACE)
         self.close_with(R.SHUTTING_DOWN)
+        handler = self._handler_coroutine
+        if handler is None:
+            return
+        await asyncio.wait([handler], timeout=SHUTDOWN_GRACE)
+        if not handler.done():
+            if isinstance(self.transport, asyncio.Transport):
+                self.transport.abort()
+            handler.cancel()
+            await asyncio.wait([handler])
 
 
 class Hooks:
@@ -738,6 +833,13 @@ class _DataReader:
         if self.bare_ending:
             return R.BARE_LINE_ENDING
         return None
+
+
+def _consume_error(task: asyncio.Future[None]) -> None:
+    """Mark the answer's error as seen: when the session was cancelled (the
+    client left) nobody awaits it, and a push to a gone client fails."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _accepted(decision: checks.Decision) -> bool:
