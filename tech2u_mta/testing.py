@@ -19,9 +19,11 @@ from .server import Server
 T = TypeVar("T")
 
 
-def make_config(mail_store: Path, **settings: object) -> Config:
-    """Defaults for a test: loopback, a free port, the given mail store."""
-    return replace(Config(), listen=("127.0.0.1", 0), mail_store=mail_store, **settings)  # type: ignore[arg-type]
+def make_config(mail_store: Path, **settings: Any) -> Config:
+    """Defaults for a test: loopback, a free port, the given mail store;
+    ``settings`` override any field."""
+    values: dict[str, Any] = {"listen": ("127.0.0.1", 0), "mail_store": mail_store}
+    return replace(Config(), **{**values, **settings})
 
 
 @contextlib.asynccontextmanager

@@ -30,7 +30,10 @@ async def send(port: int, number: int) -> str:
             port=port,
             timeout=20,
         )
-    except aiosmtplib.SMTPResponseException as err:
+    except aiosmtplib.SMTPRecipientsRefused as err:
+        refused = err.recipients[0]  # refused at RCPT
+        return f"{refused.code} {refused.message.split()[0]}"
+    except aiosmtplib.SMTPResponseException as err:  # refused after the dot
         return f"{err.code} {err.message.split()[0]}"
     return "250"
 
