@@ -8,13 +8,16 @@ caller which reply of the catalogue fits; its text is for the log only.
 
 Every policy lookup goes through :attr:`Mailbox.key`, so that the spellings of
 one address that RFC 5321 treats as equal (quoting, domain case, a trailing
-dot, a U-label or its A-label) find the same entry.
+dot, a U-label or its A-label) find the same entry, and so do the spellings
+of a local part that only SMTPUTF8 makes possible (fullwidth or other
+compatibility forms, Unicode case, invisible characters).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from encodings import idna
 from typing import Literal
@@ -59,6 +62,15 @@ _DCONTENT = re.compile(r"[\x21-\x5a\x5e-\x7e]+")
 # inside an SMTP domain they can only be a mistake or a disguise.
 _IDEOGRAPHIC_DOTS = frozenset("\u3002\uff0e\uff61")
 
+# Unicode's Default_Ignorable_Code_Point characters (DerivedCoreProperties.txt):
+# invisible, so "old<ZWSP>user" looks like "olduser" and is folded to it.
+_IGNORABLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
+    "\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff"
+    "\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3\U0001d173-\U0001d17a"
+    "\U000e0000-\U000e0fff]"
+)
+
 # RFC 5321 4.1.2 and RFC 6531 3.3: esmtp-keyword and esmtp-value.
 _KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 _VALUE_ASCII = re.compile(r"[\x21-\x3c\x3e-\x7e]+")
@@ -91,16 +103,17 @@ class Mailbox:
 
     @property
     def key(self) -> str:
-        """The form every policy lookup uses: ``local@domain``, all lowercase.
+        """The form every policy lookup uses: ``local@domain``, local folded.
 
         RFC 5321 2.4 leaves the meaning of a local part to the host that owns
-        the mailbox.  This server treats local parts case-insensitively, yet
-        keeps ``local`` as written, since 2.4 asks that its case be preserved.
+        the mailbox.  This server treats local parts case-insensitively (see
+        :func:`fold_local`), yet keeps ``local`` as written, since 2.4 asks
+        that its case be preserved.
         """
         if not self.domain:
-            return self.local.lower()
+            return fold_local(self.local)
 
-        return f"{self.local.lower()}@{self.domain}"
+        return f"{fold_local(self.local)}@{self.domain}"
 
     def __str__(self) -> str:
         local = self.local
@@ -158,6 +171,23 @@ def parse_params(rest: str, *, smtputf8: bool = False) -> dict[str, str | None]:
         params[keyword] = value
 
     return params
+
+
+def fold_local(local: str) -> str:
+    """The local part as policy lookups compare it.
+
+    ASCII is lowercased.  Beyond ASCII the fold is Unicode's NFKC_Casefold
+    (UAX #44): compatibility forms become their plain letters ("ｏｌｄ" is
+    "old"), case is folded fully ("ſ" is "s", "K" with the Kelvin sign is
+    "k") and invisible characters are dropped.  Every mailbox that policies
+    name is ASCII, so a look-alike either finds the mailbox it imitates, and
+    meets its checks, or finds none; it never reaches another mailbox.
+    """
+    if local.isascii():
+        return local.lower()
+
+    text = _IGNORABLE.sub("", unicodedata.normalize("NFKC", local))
+    return unicodedata.normalize("NFKC", text.casefold())
 
 
 def normalise_domain(domain: str) -> str:
@@ -245,8 +275,9 @@ def _split_mailbox(mailbox: str, smtputf8: bool) -> tuple[str, str]:
         raise AddressError("no '@' after the local part")
 
     # An empty quoted string is a valid Quoted-string, but no mailbox here
-    # has an empty name, and an empty key would match nothing sensible.
-    if not local:
+    # has an empty name, and an empty key would match nothing sensible; nor
+    # does a local part of invisible characters only.
+    if not fold_local(local):
         raise AddressError("empty local part")
 
     return local, after[1:]

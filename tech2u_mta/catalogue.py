@@ -47,6 +47,8 @@ VALID_CODES: dict[str, frozenset[int]] = {
         "QUIT": {221},
         "STARTTLS": {220, 454, 501},
         "AUTH": {235, 334, 432, 454, 500, 501, 503, 504, 530, 534, 535, 538},
+        # Postfix's XCLIENT: a new greeting, or a refusal.
+        "XCLIENT": {220, 554, 501, 503, 550},
     }.items()
 }
 # Any command may get these (RFC 5321 4.3.2 for 421, 500 and 501; 503 is
@@ -121,7 +123,7 @@ class R:
     """The catalogue.  Entries are read as ``R.MAILBOX_DISABLED`` and so on."""
 
     # Positive and intermediate replies.
-    GREETING = _e(220, None, "{host} ESMTP tech2u-mta", "CONNECT")
+    GREETING = _e(220, None, "{host} ESMTP tech2u-mta", "CONNECT XCLIENT")
     TLS_READY = _e(220, "2.0.0", "Ready to start TLS", "STARTTLS")
     BYE = _e(221, "2.0.0", "Service closing transmission channel", "QUIT")
     AUTH_OK = _e(235, "2.7.0", "Authentication successful", "AUTH")
@@ -178,7 +180,7 @@ class R:
         "Commands are ASCII unless SMTPUTF8 is in use.")
     BAD_ARGUMENTS = _e(
         501, "5.5.4", "Syntax error in parameters or arguments",
-        "HELO EHLO MAIL RCPT DATA RSET VRFY QUIT NOOP STARTTLS AUTH HELP")
+        "HELO EHLO MAIL RCPT DATA RSET VRFY QUIT NOOP STARTTLS AUTH HELP XCLIENT")
     BAD_SIZE = _e(
         501, "5.5.4", "Syntax error in parameters or arguments", "MAIL",
         "SIZE takes a number of octets.")
@@ -196,6 +198,9 @@ class R:
                      "A transaction is already open; send RSET first.")
     NO_RECIPIENTS = _e(503, "5.5.1", "Bad sequence of commands", "DATA",
                        "No recipient was accepted.")
+    XCLIENT_IN_TRANSACTION = _e(
+        503, "5.5.1", "Bad sequence of commands", "XCLIENT",
+        "XCLIENT is not allowed inside a mail transaction.")
     ALREADY_AUTHENTICATED = _e(503, "5.5.1", "Bad sequence of commands", "AUTH",
                                "This session is already authenticated.")
     REFUSED_SESSION = _e(503, "5.7.1", "Bad sequence of commands", "*",
@@ -210,6 +215,13 @@ class R:
         "AUTH")
 
     # 55x: permanent refusals.
+    XCLIENT_DENIED = _e(
+        550, "5.7.0", "Requested action not taken: not authorized", "XCLIENT",
+        "XCLIENT is accepted only from the hosts the server is set to trust.")
+    PROXY_DENIED = _e(
+        421, "4.7.0", "Service not available, closing transmission channel",
+        "CONNECT",
+        "This port takes PROXY protocol connections from known proxies only.")
     UNKNOWN_MAILBOX = _e(
         550, "5.1.1", "Requested action not taken: mailbox unavailable", "RCPT",
         "There is no such mailbox here.")
@@ -242,7 +254,8 @@ class R:
         553, "5.1.7", "Requested action not taken: mailbox name not allowed", "MAIL",
         "The address is not valid RFC 5321 syntax.")
     BLOCKLISTED = _e(
-        554, "5.7.1", "We do not accept email sent from this ip address", "CONNECT",
+        554, "5.7.1", "We do not accept email sent from this ip address",
+        "CONNECT XCLIENT",
         "Mail from this address has been seen as spam, so TECH 2U blocks it.",
         "If the spam has stopped, ask the TECH 2U Support Desk to lift the block,",
         "giving reference {ref}, the time of this reply and your email address.",

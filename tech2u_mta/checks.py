@@ -42,16 +42,16 @@ class Limits:
 class Client:
     """What the checks know of the client."""
 
-    address: IPAddress
+    address: IPAddress | None  # None: unknown (XCLIENT ADDR=[UNAVAILABLE])
     login: str | None = None  # the authenticated login, if any
 
 
 Usage = Callable[[str], int]  # mailbox key -> octets its Maildir holds
 
 
-def connect(policies: Policies, address: IPAddress) -> Decision:
+def connect(policies: Policies, address: IPAddress | None) -> Decision:
     """The blocklist, checked once before the greeting (RFC 5321 3.1)."""
-    rule = policies.blocklist.lookup(address)
+    rule = None if address is None else policies.blocklist.lookup(address)
     if rule is not None:
         return Decision(R.BLOCKLISTED, "blocklist", f"listed at {rule}")
     return Decision(R.GREETING, "blocklist")
@@ -105,7 +105,9 @@ def fake_customer(
     """
     if from_ is None or from_.domain not in policies.domains:
         return None
-    if client.login is not None or client.address in policies.networks:
+    if client.login is not None:
+        return None
+    if client.address is not None and client.address in policies.networks:
         return None
     reason = f"sender {from_.domain} from {client.address}"
     return Decision(R.FAKE_CUSTOMER, "fake_customer", reason)
@@ -116,11 +118,15 @@ def mailbox(policies: Policies, key: str, size: int, usage: Usage) -> Decision:
     policy = policies.mailboxes.get(key)
     if policy is None:
         return Decision(R.UNKNOWN_MAILBOX, "mailbox_exists", key)
-    if policy.status is Status.DISABLED:
+    status = policy.status
+    scenario = policies.scenarios.get(key)
+    if scenario is not None:
+        status = scenario.take() or status
+    if status is Status.DISABLED:
         return Decision(R.MAILBOX_DISABLED, "mailbox_status", "disabled")
-    if policy.status is Status.BUSY:
+    if status is Status.BUSY:
         return Decision(R.MAILBOX_BUSY, "mailbox_status", "busy")
-    if policy.status is Status.FULL:
+    if status is Status.FULL:
         return Decision(R.MAILBOX_FULL, "mailbox_quota", "marked full")
     if policy.quota is not None:
         used = usage(key)

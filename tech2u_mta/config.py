@@ -38,6 +38,9 @@ class Config:
     auth_require_tls: bool = False
     watch_policies: bool = True
     workers: int = 1
+    xclient_hosts: tuple[str, ...] = ("127.0.0.0/8", "::1")
+    proxy_protocol: bool = False
+    proxy_hosts: tuple[str, ...] = ("127.0.0.0/8", "::1")
     tls_cert: Path | None = None
     tls_key: Path | None = None
     source: str = field(default="(built-in defaults)", compare=False)
@@ -92,6 +95,22 @@ def _parse_count(text: str) -> int:
     return value
 
 
+def _parse_networks(text: str) -> tuple[str, ...]:
+    """Addresses or CIDR networks, separated by spaces or commas; ``none``
+    for an empty list."""
+    items = tuple(text.replace(",", " ").split())
+    if items == ("none",):
+        return ()
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=True)
+        except ValueError:
+            raise ValueError(
+                f"{item!r} is not an address or a CIDR network (host bits clear)"
+            ) from None
+    return items
+
+
 def _parse_workers(text: str) -> int:
     from .workers import count
 
@@ -126,6 +145,9 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "auth_require_tls": _parse_bool,
     "watch_policies": _parse_bool,
     "workers": _parse_workers,
+    "xclient_hosts": _parse_networks,
+    "proxy_protocol": _parse_bool,
+    "proxy_hosts": _parse_networks,
     "tls_cert": Path,
     "tls_key": Path,
 }

@@ -8,14 +8,17 @@
     A DEBUG trace of every command and reply, each line with the session
     id; AUTH arguments are replaced by ``[redacted]``.
 
-Every value is escaped, so CR, LF and other control characters sent by a
-client never reach a log line raw.
+Every value is escaped, so what a client sends never reaches a log line raw:
+no character that ends a line, moves the cursor, reorders text or cannot be
+encoded, and no ``=`` or ``"`` that could pass for the start or end of a field.
+A field found by ``grep 'ref=ABCD1234'`` is therefore always a real one.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from datetime import UTC, datetime
 
 decisions = logging.getLogger("tech2u_mta.decision")
@@ -23,22 +26,47 @@ trace = logging.getLogger("tech2u_mta.trace")
 errors = logging.getLogger("tech2u_mta.error")
 
 _PLAIN = re.compile(r"[A-Za-z0-9@._:/+\-\[\]<>,()#]*")
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\"\\]")
+# In a quoted value: the ASCII controls, the quote and backslash that delimit
+# and escape, and "=", so that only real fields have a "key=" in the line.
+_UNSAFE_ASCII = re.compile(r'[\x00-\x1f\x7f"\\=]')
+# Beyond ASCII, by Unicode category: controls (C1 ones such as NEL, U+0085),
+# format characters (bidirectional overrides, zero-width ones), lone
+# surrogates (bytes that were not UTF-8), private use and unassigned code
+# points, the line and paragraph separators, and spaces other than U+0020.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"})
 
 
 def escape(value: object) -> str:
-    """One log field value: bare when plain, else quoted with escapes."""
+    r"""One log field value: bare when plain, else quoted with escapes.
+
+    The escapes are ``\"``, ``\\`` and, by code point, ``\xNN``, ``\uNNNN``
+    or ``\UNNNNNNNN``, so the value as received can always be read back.
+    """
     text = str(value)
-    if _PLAIN.fullmatch(text) and text:
+    if text and _PLAIN.fullmatch(text):
         return text
-    return '"' + _UNSAFE.sub(_escape_char, text) + '"'
+    if text.isascii():
+        return '"' + _UNSAFE_ASCII.sub(_escape_match, text) + '"'
+    return '"' + "".join(map(_escape_char, text)) + '"'
 
 
-def _escape_char(match: re.Match[str]) -> str:
-    char = match.group()
+def _escape_match(match: re.Match[str]) -> str:
+    return _escape_char(match.group())
+
+
+def _escape_char(char: str) -> str:
+    code = ord(char)
     if char in '"\\':
         return "\\" + char
-    return f"\\x{ord(char):02x}"
+    if code < 0x80:
+        return f"\\x{code:02x}" if code < 0x20 or char in "\x7f=" else char
+    if unicodedata.category(char) not in _UNSAFE_CATEGORIES:
+        return char
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
 
 
 def fields(**values: object) -> str:

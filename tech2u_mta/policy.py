@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -65,6 +66,24 @@ class MailboxPolicy:
     quota: int | None  # octets; None is unlimited
 
 
+class Countdown:
+    """A mailbox that answers with ``status`` for its next ``attempts``
+    RCPTs, then as its policy says: "busy twice, then accept" lets a test
+    check a client's retries.  Test servers set these; files cannot."""
+
+    def __init__(self, status: Status, attempts: int) -> None:
+        self.status = status
+        self.left = attempts
+        self._lock = threading.Lock()  # sessions of several threads may ask
+
+    def take(self) -> Status | None:
+        with self._lock:
+            if self.left <= 0:
+                return None
+            self.left -= 1
+            return self.status
+
+
 @dataclass(frozen=True)
 class Policies:
     """One consistent set of policies; a reload builds a new one."""
@@ -74,6 +93,7 @@ class Policies:
     blocklist: NetSet = field(default_factory=NetSet)
     mailboxes: Mapping[str, MailboxPolicy] = field(default_factory=dict)
     users: Mapping[str, str] = field(default_factory=dict)
+    scenarios: Mapping[str, Countdown] = field(default_factory=dict)
     source: str = "(empty)"
 
     def counts(self) -> dict[str, int]:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import contextlib
+import ipaddress
 import logging
 import re
 import secrets
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from aiosmtpd.proxy_protocol import get_proxy
 from aiosmtpd.smtp import (
     MISSING,
     SMTP,
@@ -41,9 +44,13 @@ from . import checks, logs
 from .addresses import AddressError, Mailbox, parse_params, parse_path
 from .catalogue import Entry, R, Reply, render
 from .config import Config
-from .netset import client_address
+from .netset import NetSet, client_address
 from .policy import Policies
 from .store import MailStore, Spool, is_disk_full
+from .xclient import ADVERTISED as XCLIENT_KEYWORD
+from .xclient import Override, XclientError
+from .xclient import merge as merge_xclient
+from .xclient import parse as parse_xclient
 
 # RFC 5321 4.5.3.1.4 allows 512 octets for a command line; MAIL may carry
 # SIZE, BODY, SMTPUTF8 and AUTH=, and RFC 4954 5 asks for 500 more for AUTH.
@@ -59,6 +66,10 @@ LINE_LIMIT = 1001
 # How long a stopping server waits for a session to take its 421 and end
 # before it drops the connection (a client that reads nothing never does).
 SHUTDOWN_GRACE = 5.0
+# How long a session the server ends waits for the client to close first.
+LINGER = 2.0
+# How long a PROXY header may take to arrive.
+PROXY_TIMEOUT = 10.0
 # A session refused at connection is closed after this many commands.
 REFUSED_COMMANDS = 3
 # Unrecognised or malformed commands in a row before 421 and close.
@@ -112,8 +123,12 @@ class Context:
     tls: ssl.SSLContext | None = None
     sessions: set[PolicySMTP] = field(default_factory=set)
     limits: checks.Limits = field(init=False)
+    xclient_hosts: NetSet = field(init=False)
+    proxy_hosts: NetSet = field(init=False)
 
     def __post_init__(self) -> None:
+        self.xclient_hosts = _netset(self.config.xclient_hosts)
+        self.proxy_hosts = _netset(self.config.proxy_hosts)
         self.limits = checks.Limits(
             max_message_size=self.config.max_message_size,
             min_free_space=self.config.min_free_space,
@@ -127,7 +142,9 @@ class Session(BaseSession):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
         self.id = secrets.token_hex(4)
-        self.client: checks.IPAddress | None = None
+        self.socket_address: checks.IPAddress | None = None
+        self.proxy_address: checks.IPAddress | None = None
+        self.xclient: Override | None = None
         self.policies = Policies()
         self.refused: Reply | None = None
         self.refusals = 0
@@ -144,10 +161,23 @@ class Session(BaseSession):
     def login_data(self, value: Any) -> None:
         self._legacy_login = value
 
+    @property
+    def client(self) -> checks.IPAddress | None:
+        """The client address every check and log line uses: what XCLIENT
+        said, else what the PROXY header said, else the socket's peer.
+        None when XCLIENT said the address is unknown."""
+        if self.xclient is not None and "ADDR" in self.xclient.given:
+            return self.xclient.addr
+        if self.proxy_address is not None:
+            return self.proxy_address
+        return self.socket_address
+
     def carry_over(self, old: Session) -> None:
         """After STARTTLS aiosmtpd starts a new session (RFC 3207 4.2);
         who the client is and which policies it got stay the same."""
-        self.id, self.client, self.policies = old.id, old.client, old.policies
+        self.id, self.policies = old.id, old.policies
+        self.socket_address, self.proxy_address = old.socket_address, old.proxy_address
+        self.xclient = old.xclient
         self.refused, self.refusals = old.refused, old.refusals
 
 
@@ -176,6 +206,7 @@ class PolicySMTP(SMTP):
         self.context = context
         self.command = "CONNECT"
         self.errors = 0
+        self.ending = False  # the server ends the session after this reply
         self.delivering: asyncio.Future[Any] | None = None
         self.answering: asyncio.Future[None] | None = None
         # aiosmtpd keeps these limits in a class-wide dict and grows the MAIL
@@ -212,18 +243,20 @@ class PolicySMTP(SMTP):
         super().connection_made(transport)
         if first:
             self.context.sessions.add(self)
-            self._decide_connect()
+            peer = self.session.peer
+            if isinstance(peer, tuple):
+                self.session.socket_address = client_address(peer[0])
+            self.session.policies = self.context.policies
 
-    def _decide_connect(self) -> None:
+    def _decide_connect(self, stage: str = "connect") -> Reply:
+        """The greeting for the client as it now stands: 220, or 554 for a
+        blocklisted address, after which the session only hears 503."""
         session = self.session
-        peer = session.peer
-        session.client = client_address(peer[0] if isinstance(peer, tuple) else "::")
-        session.policies = self.context.policies
         decision = checks.connect(session.policies, session.client)
         reply = self.render(decision.entry, host=self.hostname)
-        if not decision.accepted:
-            session.refused = reply
-        self.log_decision("connect", decision, reply)
+        session.refused = None if decision.accepted else reply
+        self.log_decision(stage, decision, reply)
+        return reply
 
     def connection_lost(self, error: Exception | None) -> None:
         self.context.sessions.discard(self)
@@ -239,29 +272,78 @@ class PolicySMTP(SMTP):
         self.close_with(R.TIMEOUT)
 
     def close_with(self, entry: Entry) -> None:
-        """Say ``entry`` (a 421) and close, from outside the command loop."""
+        """Say ``entry`` (a 421) and close, from outside the command loop.
+        A session already ending has had its last word and just closes."""
         if self.transport is None or self.transport.is_closing():
             return
-        reply = self.render(entry)
-        self._trace("<<", reply)
-        self.transport.write(reply.encode() + b"\r\n")  # type: ignore[attr-defined]
+        if not self.ending:
+            self.ending = True
+            reply = self.render(entry)
+            self._trace("<<", reply)
+            self.transport.write(reply.encode() + b"\r\n")  # type: ignore[attr-defined]
         self.transport.close()
 
     # -- the command loop ---------------------------------------------------
 
     async def _handle_client(self) -> None:
-        greeting = self.session.refused or self.render(R.GREETING, host=self.hostname)
         try:
-            await self.push(greeting)
-            while self.transport is not None and not self.transport.is_closing():
+            if self.context.config.proxy_protocol and not await self._read_proxy():
+                self.ending = True
+            else:
+                await self.push(self._decide_connect())
+            while not self.ending and self._open():
                 line = await self._read_command()
                 if line is None:
                     break
                 await self._run(line)
+            if self.ending and self._open():
+                await self._linger()
         except ConnectionError:
             pass  # the client went away; connection_lost cleans up
         if self.transport is not None:
             self.transport.close()
+
+    def _open(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing()
+
+    async def _linger(self) -> None:
+        """End a session the server chose to end without losing its last
+        reply: stop sending, then read and drop what the client still sends
+        for a moment.  Closing with unread input makes TCP send a reset,
+        which can destroy the reply before the client reads it."""
+        assert isinstance(self.transport, asyncio.WriteTransport)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            await asyncio.wait_for(self._discard_input(), LINGER)
+
+    async def _discard_input(self) -> None:
+        while await self._reader.read(65536):
+            pass
+
+    async def _read_proxy(self) -> bool:
+        """The PROXY header (HAProxy protocol v1 or v2) a trusted proxy puts
+        before the SMTP dialogue; False when the session was closed."""
+        session = self.session
+        if not _trusted(session.socket_address, self.context.proxy_hosts):
+            logs.errors.warning(
+                "session=%s PROXY refused from %s", session.id, session.socket_address
+            )
+            await self.push(self.render(R.PROXY_DENIED))
+            return False
+        try:
+            data = await asyncio.wait_for(get_proxy(self._reader), PROXY_TIMEOUT)
+        except (TimeoutError, asyncio.IncompleteReadError):
+            data = None
+        if not data:
+            logs.errors.warning("session=%s no valid PROXY header", session.id)
+            await self.push(self.render(R.PROXY_DENIED))
+            return False
+        if isinstance(data.src_addr, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            session.proxy_address = client_address(str(data.src_addr))
+        # A v2 LOCAL header (a health check) names no client: the socket's
+        # address stands.
+        return True
 
     async def _run(self, line: bytes) -> None:
         try:
@@ -329,10 +411,43 @@ class PolicySMTP(SMTP):
         self.errors += 1
         if self.errors >= MAX_ERRORS:
             await self.push(self.render(R.TOO_MANY_ERRORS))
-            assert self.transport is not None
-            self.transport.close()
+            self.ending = True
             return
         await self.push(self.render(entry))
+
+    # -- XCLIENT -------------------------------------------------------------
+
+    def xclient_allowed(self) -> bool:
+        """XCLIENT is for the hosts the config trusts, judged by the socket's
+        peer: neither a PROXY header nor an earlier XCLIENT can lend trust."""
+        return _trusted(self.session.socket_address, self.context.xclient_hosts)
+
+    async def smtp_XCLIENT(self, arg: str | None) -> None:
+        if not self.xclient_allowed():
+            return await self.push(self.render(R.XCLIENT_DENIED))
+        if self.envelope.started:
+            return await self.push(self.render(R.XCLIENT_IN_TRANSACTION))
+        try:
+            override = parse_xclient(arg)
+        except XclientError:
+            return await self.push(self.render(R.BAD_ARGUMENTS))
+        self._apply_xclient(override)
+        # Like Postfix, answer with a fresh greeting: the session starts
+        # again, as the client it names, and must say EHLO again.
+        await self.push(self._decide_connect("xclient"))
+
+    def _apply_xclient(self, override: Override) -> None:
+        session = self.session
+        earlier = session.xclient
+        if earlier is not None:
+            override = merge_xclient(earlier, override)
+        session.xclient = override
+        if "LOGIN" in override.given:
+            session.login = override.login
+            session.authenticated = override.login is not None
+        session.host_name = None
+        session.extended_smtp = False
+        self._set_rset_state()  # type: ignore[no-untyped-call]
 
     # -- AUTH ---------------------------------------------------------------
 
@@ -389,8 +504,7 @@ class PolicySMTP(SMTP):
         self._trace("<<", reply)
         await super().push(reply)
         if self.session.refused and self.session.refusals > REFUSED_COMMANDS:
-            assert self.transport is not None
-            self.transport.close()
+            self.ending = True
 
     def _refused_reply(self, reply: Reply) -> Reply:
         """In a session refused at connection, all but the greeting and the
@@ -440,7 +554,10 @@ class PolicySMTP(SMTP):
             "stage": stage,
             "session": session.id,
             "ref": reply.reference,
-            "client": session.client,
+            "client": session.client or "unknown",
+            "peer": session.socket_address
+            if session.socket_address != session.client
+            else None,
             "helo": session.host_name,
             "login": session.login,
             "sender": _address(envelope.sender) if envelope.started else None,
@@ -550,7 +667,7 @@ class PolicySMTP(SMTP):
 
     async def _answer_rcpt(self, to: Mailbox) -> None:
         session, envelope = self.session, self.envelope
-        client = checks.Client(session.client, session.login)  # type: ignore[arg-type]
+        client = checks.Client(session.client, session.login)
         decision = checks.recipient(
             session.policies,
             self.context.limits,
@@ -697,7 +814,7 @@ class PolicySMTP(SMTP):
         )
         return (
             f"Return-Path: <{_address(envelope.sender)}>\r\n"
-            f"Received: from {helo} ([{session.client}])\r\n"
+            f"Received: from {helo} ([{session.client or 'unknown'}])\r\n"
             f"\tby {self.hostname} (tech2u-mta) with {proto} id {message_id};\r\n"
             f"\t{now}\r\n"
         ).encode("utf-8", "surrogateescape")
@@ -757,6 +874,8 @@ class Hooks:
         ]
         # aiosmtpd has decided whether STARTTLS and AUTH are on offer.
         keywords += [r[4:] for r in responses if r[4:].startswith(("STARTTLS", "AUTH"))]
+        if server.xclient_allowed():
+            keywords.append(XCLIENT_KEYWORD)
         return [server.render(R.EHLO_OK, host=server.hostname, more=tuple(keywords))]
 
     async def handle_NOOP(self, server: PolicySMTP, *_: Any) -> Reply:
@@ -833,6 +952,17 @@ class _DataReader:
         if self.bare_ending:
             return R.BARE_LINE_ENDING
         return None
+
+
+def _trusted(address: checks.IPAddress | None, hosts: NetSet) -> bool:
+    return address is not None and address in hosts
+
+
+def _netset(networks: tuple[str, ...]) -> NetSet:
+    table = NetSet()
+    for network in networks:
+        table.add(ipaddress.ip_network(network))
+    return table
 
 
 def _consume_error(task: asyncio.Future[None]) -> None:

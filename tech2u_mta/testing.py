@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .config import Config
-from .policy import Policies, extend_netset, parse_mailbox_line
+from .policy import (
+    Countdown,
+    Policies,
+    Status,
+    extend_netset,
+    parse_mailbox_line,
+)
 from .server import Server
 
 T = TypeVar("T")
@@ -108,6 +114,20 @@ class TestServer(ThreadedServer):
 
     def activate(self, address: str, quota: str | None = None) -> None:
         self.set_mailbox(address, "active", quota)
+
+    def busy(self, address: str, attempts: int | None = None) -> None:
+        """450 4.2.1 for the mailbox: for its next ``attempts`` RCPTs and
+        then its own status again, or from now on when ``attempts`` is
+        None.  "Busy twice, then accept" checks a client's retries."""
+        if attempts is None:
+            self.set_mailbox(address, "busy")
+            return
+        key, _ = parse_mailbox_line(
+            f"{address} busy", self.server.policies, self.default_quota
+        )
+        policies = self.server.policies
+        scenarios = {**policies.scenarios, key: Countdown(Status.BUSY, attempts)}
+        self.server.policies = replace(policies, scenarios=scenarios)
 
     def block(self, network: str) -> None:
         """Refuse clients from ``network`` with 554 from their next session."""

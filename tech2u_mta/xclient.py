@@ -58,6 +58,22 @@ def parse(arg: str | None) -> Override:
     )
 
 
+def merge(earlier: Override, later: Override) -> Override:
+    """A second XCLIENT changes only the attributes it names."""
+    pick = {
+        name: later if name in later.given else earlier
+        for name in ("ADDR", "NAME", "HELO", "LOGIN", "PROTO")
+    }
+    return Override(
+        given=earlier.given | later.given,
+        addr=pick["ADDR"].addr,
+        name=pick["NAME"].name,
+        helo=pick["HELO"].helo,
+        login=pick["LOGIN"].login,
+        proto=pick["PROTO"].proto,
+    )
+
+
 def _decode(raw: str) -> str | None:
     if raw.upper() in UNKNOWN:
         return None

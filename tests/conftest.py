@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import smtplib
+import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
-from tech2u_mta.catalogue import Entry
-from tech2u_mta.policy import load_folder
+from tech2u_mta.catalogue import Entry, R
+from tech2u_mta.policy import Policies, load_folder
 from tech2u_mta.testing import ThreadedServer, make_config, threaded
+
+Reply = tuple[int, bytes]
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ROOT / "policies"
@@ -85,3 +91,98 @@ def assert_reply(reply: tuple[int, bytes], entry: Entry) -> None:
         lines = [line[len(entry.enhanced) + 1 :] for line in lines]
     if "{" not in entry.text:
         assert lines[0] == entry.text, lines
+
+
+# -- a raw client and servers of a test's own ------------------------------
+
+
+class Wire:
+    """A client that sends exactly the bytes it is given and reads replies
+    one at a time, shaped as smtplib returns them: (code, lines without the
+    code, joined by LF)."""
+
+    def __init__(self, address: tuple[str, int], source: str = INSIDE) -> None:
+        self.sock = socket.create_connection(
+            address, timeout=10, source_address=(source, 0)
+        )
+        self.file: IO[bytes] = self.sock.makefile("rb")
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def reply(self) -> Reply:
+        texts = []
+        while True:
+            line = self.file.readline(2048)
+            if not line.endswith(b"\r\n"):
+                raise ConnectionError(f"connection ended inside a reply: {line!r}")
+            texts.append(line[4:-2])
+            if line[3:4] == b" ":
+                return int(line[:3]), b"\n".join(texts)
+
+    def command(self, line: str | bytes) -> Reply:
+        self.send((line.encode() if isinstance(line, str) else line) + b"\r\n")
+        return self.reply()
+
+    def rest(self) -> bytes:
+        """Everything the server still sends, up to its close."""
+        return self.file.read()
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+WireFactory = Callable[..., Wire]
+
+
+def open_wire(
+    address: tuple[str, int], source: str = INSIDE, ehlo: bool = True
+) -> Wire:
+    wire = Wire(address, source)
+    greeting = wire.reply()
+    if ehlo and greeting[0] == 220:
+        assert_reply(wire.command("EHLO client.example.com"), R.EHLO_OK)
+    return wire
+
+
+@contextlib.contextmanager
+def own_server(
+    mail_store: Path, policies: Policies | None = None, **settings: object
+) -> Iterator[ThreadedServer]:
+    """A server with ``settings``; the test may stop it early itself."""
+    config = make_config(mail_store, **settings)
+    if policies is None:
+        policies = load_folder(POLICIES, config.default_quota)
+    running = ThreadedServer(config, policies)
+    running.start()
+    try:
+        yield running
+    finally:
+        if not running.loop.is_closed():
+            running.stop()
+
+
+@contextlib.contextmanager
+def smtp_session(
+    address: tuple[str, int], source: str = INSIDE
+) -> Iterator[smtplib.SMTP]:
+    """An smtplib client of ``address``, past EHLO, closed afterwards."""
+    client = smtplib.SMTP(*address, timeout=10, source_address=(source, 0))
+    try:
+        client.ehlo("client.example.com")
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate and key made by the openssl tool."""
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl tool to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    request = ["req", "-x509", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
+    files = ["-newkey", "rsa:2048", "-keyout", str(key), "-out", str(cert)]
+    subprocess.run(["openssl", *request, *files], check=True, capture_output=True)
+    return cert, key

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
 
 import aiosmtplib
 import pytest
@@ -24,17 +23,22 @@ from conftest import (
     BLOCKED,
     INSIDE,
     OUTSIDE,
-    POLICIES,
     Connect,
+    Reply,
+    Wire,
+    WireFactory,
     assert_reply,
     delivered,
     leftovers,
+    open_wire,
+    own_server,
+    smtp_session,
 )
 
 from tech2u_mta.catalogue import Entry, R
 from tech2u_mta.policy import Policies, load_folder
 from tech2u_mta.store import MailStore, Spool
-from tech2u_mta.testing import ThreadedServer, make_config
+from tech2u_mta.testing import ThreadedServer
 
 ALICE = "alice@tech2u.com.au"
 MESSAGE = b"Subject: t\r\n\r\nbody\r\n"
@@ -42,60 +46,8 @@ MESSAGE = b"Subject: t\r\n\r\nbody\r\n"
 # three-line Received field (RFC 5321 4.4).
 TRACE_LINES = 4
 
-Reply = tuple[int, bytes]
-
 
 # -- the raw client ----------------------------------------------------------
-
-
-class Wire:
-    """A client that sends exactly the bytes it is given and reads replies
-    one at a time, shaped as smtplib returns them: (code, lines without the
-    code, joined by LF)."""
-
-    def __init__(self, address: tuple[str, int], source: str = INSIDE) -> None:
-        self.sock = socket.create_connection(
-            address, timeout=10, source_address=(source, 0)
-        )
-        self.file: IO[bytes] = self.sock.makefile("rb")
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def reply(self) -> Reply:
-        texts = []
-        while True:
-            line = self.file.readline(2048)
-            if not line.endswith(b"\r\n"):
-                raise ConnectionError(f"connection ended inside a reply: {line!r}")
-            texts.append(line[4:-2])
-            if line[3:4] == b" ":
-                return int(line[:3]), b"\n".join(texts)
-
-    def command(self, line: str | bytes) -> Reply:
-        self.send((line.encode() if isinstance(line, str) else line) + b"\r\n")
-        return self.reply()
-
-    def rest(self) -> bytes:
-        """Everything the server still sends, up to its close."""
-        return self.file.read()
-
-    def close(self) -> None:
-        self.file.close()
-        self.sock.close()
-
-
-WireFactory = Callable[..., Wire]
-
-
-def open_wire(
-    address: tuple[str, int], source: str = INSIDE, ehlo: bool = True
-) -> Wire:
-    wire = Wire(address, source)
-    greeting = wire.reply()
-    if ehlo and greeting[0] == 220:
-        assert_reply(wire.command("EHLO client.example.com"), R.EHLO_OK)
-    return wire
 
 
 @pytest.fixture
@@ -127,36 +79,6 @@ def quit_and_expect_close(wire: Wire) -> None:
 
 
 # -- servers with settings or policies of their own ---------------------------
-
-
-@contextlib.contextmanager
-def own_server(
-    mail_store: Path, policies: Policies | None = None, **settings: object
-) -> Iterator[ThreadedServer]:
-    """A server with ``settings``; the test may stop it early itself."""
-    config = make_config(mail_store, **settings)
-    if policies is None:
-        policies = load_folder(POLICIES, config.default_quota)
-    running = ThreadedServer(config, policies)
-    running.start()
-    try:
-        yield running
-    finally:
-        if not running.loop.is_closed():
-            running.stop()
-
-
-@contextlib.contextmanager
-def smtp_session(
-    address: tuple[str, int], source: str = INSIDE
-) -> Iterator[smtplib.SMTP]:
-    """An smtplib client of ``address``, past EHLO, closed afterwards."""
-    client = smtplib.SMTP(*address, timeout=10, source_address=(source, 0))
-    try:
-        client.ehlo("client.example.com")
-        yield client
-    finally:
-        client.close()
 
 
 def policy_folder(folder: Path, **files: str) -> Policies:

@@ -58,6 +58,16 @@ def test_store_full(tech2u_server):
     assert client.mail("app@example.com")[0] == 452
 
 
+def test_busy_for_two_attempts_then_accepted(tech2u_server):
+    tech2u_server.busy("alice@tech2u.com.au", attempts=2)
+    codes = []
+    for _ in range(4):
+        client = session(tech2u_server)
+        client.mail("app@example.com")
+        codes.append(client.rcpt("alice@tech2u.com.au")[0])
+    assert codes == [450, 450, 250, 250]
+
+
 def test_each_test_has_its_own_store(tech2u_server):
     assert tech2u_server.messages("alice@tech2u.com.au") == []
 """
@@ -86,7 +96,7 @@ def test_custom_world(tech2u_server):
 def test_fixtures_from_a_user_test_file(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_user=USER_TESTS)
     result = pytester.runpytest_subprocess("-q")
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)
 
 
 def test_policies_as_plain_data(pytester: pytest.Pytester) -> None:
@@ -99,4 +109,4 @@ def test_parallel_runs_share_nothing(pytester: pytest.Pytester) -> None:
     pytest.importorskip("xdist")
     pytester.makepyfile(test_user=USER_TESTS)
     result = pytester.runpytest_subprocess("-q", "-n", "2", "-p", "xdist")
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)

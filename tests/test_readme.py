@@ -1,7 +1,8 @@
-"""The README's walkthrough prints what the README says it prints.
+"""The README's examples print what the README says they print.
 
-Each ``console`` block of the Walkthrough section runs in one bash against
-a fresh ``tech2u-mta serve``; references and message ids are masked.
+Each ``console`` block of the README runs in one bash, in a folder with the
+demo policies and the project's ``.venv``, against a fresh ``tech2u-mta
+serve``; references and message ids are masked.
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ MARK = "@@next-command@@"
 VARIABLE = re.compile(r"\b(?=[0-9A-F]*[0-9])[0-9A-F]{8}(?:[0-9A-F]{4})?\b")
 
 
-def walkthrough_blocks() -> list[list[tuple[str, list[str]]]]:
+def console_blocks() -> list[list[tuple[str, list[str]]]]:
     """[(command, expected lines), ...] for each console block."""
-    text = README.read_text()
-    section = text.split("## Walkthrough", 1)[1].split("\n## ", 1)[0]
     blocks = []
-    for body in re.findall(r"```console\n(.*?)```", section, re.S):
+    for body in re.findall(r"```console\n(.*?)```", README.read_text(), re.S):
         steps: list[tuple[str, list[str]]] = []
         for line in body.splitlines():
             if line.startswith("$ "):
@@ -59,11 +58,13 @@ def mask(text: str) -> str:
 
 
 @needs_swaks
-@pytest.mark.parametrize("block", walkthrough_blocks())
+@pytest.mark.parametrize("block", console_blocks())
 def test_walkthrough_block(
     block: list[tuple[str, list[str]]], port: int, tmp_path: Path
 ) -> None:
     assert shutil.which("bash")
+    (tmp_path / "policies").symlink_to(ROOT / "policies")
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
     script = "\n".join(
         f"echo {MARK}; {{ {command.replace('2525', str(port))}; }} </dev/null 2>&1"
         for command, _ in block

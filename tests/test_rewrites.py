@@ -12,9 +12,7 @@ import ast
 import inspect
 import itertools
 import re
-import shutil
 import ssl
-import subprocess
 from base64 import b64encode
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,8 +21,7 @@ from pathlib import Path
 import aiosmtpd.smtp
 import pytest
 from aiosmtpd.smtp import SMTP
-from conftest import assert_reply
-from test_cases import Reply, Wire, open_wire, own_server, smtp_session
+from conftest import Reply, Wire, assert_reply, open_wire, own_server, smtp_session
 
 from tech2u_mta.catalogue import Entry, R
 from tech2u_mta.protocol import REWRITES, PolicySMTP
@@ -351,18 +348,6 @@ def test_auth_needs_encryption_when_configured(mail_store: Path) -> None:
         assert_reply(reply, R.ENCRYPTION_REQUIRED)
         assert_enhanced(reply)
         wire.close()
-
-
-@pytest.fixture
-def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate and key made by the openssl tool."""
-    if shutil.which("openssl") is None:
-        pytest.skip("no openssl tool to make a certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    request = ["req", "-x509", "-nodes", "-days", "1", "-subj", "/CN=localhost"]
-    files = ["-newkey", "rsa:2048", "-keyout", str(key), "-out", str(cert)]
-    subprocess.run(["openssl", *request, *files], check=True, capture_output=True)
-    return cert, key
 
 
 def test_starttls_ready(mail_store: Path, certificate: tuple[Path, Path]) -> None:
