@@ -146,6 +146,17 @@ class R:
     TIMEOUT = _e(
         421, "4.4.2", "Service not available, closing transmission channel", "*",
         "Nothing was heard from you for too long.")
+    SESSION_TOO_LONG = _e(
+        421, "4.4.2", "Service not available, closing transmission channel", "*",
+        "This session has lasted too long; connect again to go on.")
+    TOO_MANY_CONNECTIONS = _e(
+        421, "4.7.0", "Service not available, closing transmission channel",
+        "CONNECT",
+        "Too many connections; try again later.")
+    SPOKE_TOO_SOON = _e(
+        421, "4.7.0", "Service not available, closing transmission channel",
+        "CONNECT",
+        "You sent before the greeting; wait for it (RFC 5321 3.1).")
     TOO_MANY_ERRORS = _e(
         421, "4.7.0", "Service not available, closing transmission channel", "*",
         "Too many bad commands in a row.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -35,6 +36,12 @@ class Config:
     default_quota: int = 100 << 20
     max_recipients: int = 100
     idle_timeout: float = 300.0
+    max_session_time: float = 1800.0
+    max_connections: int = 2000
+    max_connections_per_client: int = 500
+    max_errors: int = 10
+    pregreet_wait: float = 0.0
+    shutdown_grace: float = 30.0
     auth_require_tls: bool = False
     watch_policies: bool = True
     workers: int = 1
@@ -83,8 +90,15 @@ def _parse_bool(text: str) -> bool:
 
 def _parse_seconds(text: str) -> float:
     value = float(text)
-    if not value > 0:
+    if not 0 < value < math.inf:
         raise ValueError("expected a number of seconds above zero")
+    return value
+
+
+def _parse_wait(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < math.inf:
+        raise ValueError("expected a number of seconds, 0 or more")
     return value
 
 
@@ -142,6 +156,12 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "default_quota": parse_size,
     "max_recipients": _parse_count,
     "idle_timeout": _parse_seconds,
+    "max_session_time": _parse_seconds,
+    "max_connections": _parse_count,
+    "max_connections_per_client": _parse_count,
+    "max_errors": _parse_count,
+    "pregreet_wait": _parse_wait,
+    "shutdown_grace": _parse_wait,
     "auth_require_tls": _parse_bool,
     "watch_policies": _parse_bool,
     "workers": _parse_workers,

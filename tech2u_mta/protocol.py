@@ -23,7 +23,7 @@ import re
 import secrets
 import ssl
 from base64 import b64decode, b64encode
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -65,15 +65,16 @@ AUTH_LINE_LIMIT = 12288
 LINE_LIMIT = 1001
 # How long a stopping server waits for a session to take its 421 and end
 # before it drops the connection (a client that reads nothing never does).
-SHUTDOWN_GRACE = 5.0
+CLOSE_GRACE = 5.0
 # How long a session the server ends waits for the client to close first.
 LINGER = 2.0
 # How long a PROXY header may take to arrive.
 PROXY_TIMEOUT = 10.0
 # A session refused at connection is closed after this many commands.
 REFUSED_COMMANDS = 3
-# Unrecognised or malformed commands in a row before 421 and close.
-MAX_ERRORS = 10
+# Replies that say the client got the protocol wrong; max_errors of them in
+# a row end the session with 421.
+PROTOCOL_ERRORS = frozenset({500, 501, 502, 503, 504, 555})
 
 # aiosmtpd's own reply texts and the catalogue entry that replaces each.
 # Patterns are matched against the whole text; named groups fill the entry.
@@ -122,6 +123,7 @@ class Context:
     store: MailStore
     tls: ssl.SSLContext | None = None
     sessions: set[PolicySMTP] = field(default_factory=set)
+    per_client: Counter[checks.IPAddress | None] = field(default_factory=Counter)
     limits: checks.Limits = field(init=False)
     xclient_hosts: NetSet = field(init=False)
     proxy_hosts: NetSet = field(init=False)
@@ -207,6 +209,11 @@ class PolicySMTP(SMTP):
         self.command = "CONNECT"
         self.errors = 0
         self.ending = False  # the server ends the session after this reply
+        self.greeted = False
+        self.connected_at = 0.0
+        self.spoke_first = False  # the client sent before the greeting
+        self.counted = False  # in context.per_client
+        self.in_data: asyncio.Event | None = None  # set when DATA ends
         self.delivering: asyncio.Future[Any] | None = None
         self.answering: asyncio.Future[None] | None = None
         # aiosmtpd keeps these limits in a class-wide dict and grows the MAIL
@@ -258,8 +265,17 @@ class PolicySMTP(SMTP):
         self.log_decision(stage, decision, reply)
         return reply
 
+    def data_received(self, data: bytes) -> None:
+        if not self.greeted:
+            self.spoke_first = True
+        super().data_received(data)
+
     def connection_lost(self, error: Exception | None) -> None:
         self.context.sessions.discard(self)
+        if self.counted:
+            self.context.per_client[self.session.client] -= 1
+            if self.context.per_client[self.session.client] <= 0:
+                del self.context.per_client[self.session.client]
         logs.trace.debug("session=%s closed", self.session.id)
         super().connection_lost(error)
 
@@ -290,7 +306,7 @@ class PolicySMTP(SMTP):
             if self.context.config.proxy_protocol and not await self._read_proxy():
                 self.ending = True
             else:
-                await self.push(self._decide_connect())
+                await self.push(await self._greeting())
             while not self.ending and self._open():
                 line = await self._read_command()
                 if line is None:
@@ -302,6 +318,37 @@ class PolicySMTP(SMTP):
             pass  # the client went away; connection_lost cleans up
         if self.transport is not None:
             self.transport.close()
+
+    async def _greeting(self) -> Reply:
+        """The first reply: a refusal when the server is too busy or the
+        client did not wait for its turn, else the connect decision."""
+        self.connected_at = self.loop.time()
+        config = self.context.config
+        if config.pregreet_wait:
+            await asyncio.sleep(config.pregreet_wait)
+        self.greeted = True
+        refusal = self._admission()
+        if refusal is None:
+            return self._decide_connect()
+        self.ending = True
+        decision = checks.Decision(refusal, "admission", "")
+        reply = self.render(refusal)
+        self.log_decision("connect", decision, reply)
+        return reply
+
+    def _admission(self) -> Entry | None:
+        config, context, client = self.context.config, self.context, self.session.client
+        if self.spoke_first:
+            # RFC 5321 3.1: the client waits for the greeting; spam engines
+            # that do not are told so and dropped.
+            return R.SPOKE_TOO_SOON
+        if len(context.sessions) > config.max_connections:
+            return R.TOO_MANY_CONNECTIONS
+        if context.per_client[client] >= config.max_connections_per_client:
+            return R.TOO_MANY_CONNECTIONS
+        context.per_client[client] += 1
+        self.counted = True
+        return None
 
     def _open(self) -> bool:
         return self.transport is not None and not self.transport.is_closing()
@@ -341,6 +388,9 @@ class PolicySMTP(SMTP):
             return False
         if isinstance(data.src_addr, ipaddress.IPv4Address | ipaddress.IPv6Address):
             session.proxy_address = client_address(str(data.src_addr))
+        # The header itself came before the greeting, as it must; only what
+        # arrives after it counts as speaking too soon.
+        self.spoke_first = False
         # A v2 LOCAL header (a health check) names no client: the socket's
         # address stands.
         return True
@@ -401,18 +451,18 @@ class PolicySMTP(SMTP):
         method = self._smtp_methods.get(name)
         if method is None:
             return await self._bad_command(R.UNRECOGNIZED)
-        self.errors = 0
+        age = self.loop.time() - self.connected_at
+        if age > self.context.config.max_session_time:
+            # A client that only ever sends NOOP resets the idle timer
+            # forever; this bounds a session whatever it sends.
+            self.ending = True
+            return await self.push(self.render(R.SESSION_TOO_LONG))
         self._reset_timeout()
         self.command = name
         arg = arg_bytes.strip().decode("utf-8", "surrogateescape") or None
         await method(arg)
 
     async def _bad_command(self, entry: Entry) -> None:
-        self.errors += 1
-        if self.errors >= MAX_ERRORS:
-            await self.push(self.render(R.TOO_MANY_ERRORS))
-            self.ending = True
-            return
         await self.push(self.render(entry))
 
     # -- XCLIENT -------------------------------------------------------------
@@ -501,10 +551,26 @@ class PolicySMTP(SMTP):
         reply = status if isinstance(status, Reply) else self._rewrite(status)
         if self.session.refused:
             reply = self._refused_reply(reply)
+        else:
+            reply = self._count_errors(reply)
         self._trace("<<", reply)
         await super().push(reply)
         if self.session.refused and self.session.refusals > REFUSED_COMMANDS:
             self.ending = True
+
+    def _count_errors(self, reply: Reply) -> Reply:
+        """Protocol errors in a row, counted here where every reply passes;
+        the one that reaches max_errors becomes 421 and ends the session."""
+        code = reply.entry.code
+        if code not in PROTOCOL_ERRORS:
+            if code < 400:
+                self.errors = 0
+            return reply
+        self.errors += 1
+        if self.errors < self.context.config.max_errors:
+            return reply
+        self.ending = True
+        return self.render(R.TOO_MANY_ERRORS)
 
     def _refused_reply(self, reply: Reply) -> Reply:
         """In a session refused at connection, all but the greeting and the
@@ -705,12 +771,15 @@ class PolicySMTP(SMTP):
             spool = self.context.store.open_spool(self._trace_header(message_id))
         except OSError as error:
             return await self.push(self._store_error(error))
+        self.in_data = asyncio.Event()
         try:
             await self.push(self.render(R.START_DATA))
             refusal = await self._receive(spool)
         except BaseException:
             spool.discard()
             raise
+        finally:
+            self.in_data.set()
         # The final dot has arrived, so the message is ours (RFC 5321
         # 4.1.1.4).  Its delivery and reply run as a task of their own that
         # the client leaving cannot cancel and shutdown waits for, so the
@@ -826,19 +895,24 @@ class PolicySMTP(SMTP):
         session has ended, so that nothing it holds, such as a spool,
         outlives the server.
 
-        A message whose final dot has arrived is first stored and answered,
-        so that it is stored exactly once.  A client that reads nothing
-        cannot take the 421; after a grace period it is cut off.
+        A message still arriving gets ``shutdown_grace`` seconds to reach
+        its final dot; one whose final dot has arrived is stored and
+        answered, so that it is stored exactly once.  A client that reads
+        nothing cannot take the 421; after a while it is cut off.
         """
+        if self.in_data is not None:
+            grace = self.context.config.shutdown_grace
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.in_data.wait(), grace)
         if self.delivering is not None:
             await asyncio.wait([self.delivering])  # disk work; never abandoned
         if self.answering is not None:
-            await asyncio.wait([self.answering], timeout=SHUTDOWN_GRACE)
+            await asyncio.wait([self.answering], timeout=CLOSE_GRACE)
         self.close_with(R.SHUTTING_DOWN)
         handler = self._handler_coroutine
         if handler is None:
             return
-        await asyncio.wait([handler], timeout=SHUTDOWN_GRACE)
+        await asyncio.wait([handler], timeout=CLOSE_GRACE)
         if not handler.done():
             if isinstance(self.transport, asyncio.Transport):
                 self.transport.abort()

@@ -703,8 +703,8 @@ def assert_store_untouched(mail_store: Path) -> None:
 
 def test_c13_server_stopped_during_data(mail_store: Path) -> None:
     """RFC 5321 3.8: a server that must shut down says 421 (4.3.2) first;
-    the unfinished transaction leaves nothing behind."""
-    with own_server(mail_store) as running:
+    a transaction unfinished after the grace period leaves nothing behind."""
+    with own_server(mail_store, shutdown_grace=0.3) as running:
         wire = open_wire(running.address)
         start_data(wire)
         wire.send(b"Subject: t\r\n\r\nhalf a message\r\n")
@@ -717,6 +717,28 @@ def test_c13_server_stopped_during_data(mail_store: Path) -> None:
         assert wire.rest() == b""
         wire.close()
     assert_store_untouched(mail_store)
+
+
+def test_c13_data_finished_within_the_grace_period_is_stored(
+    mail_store: Path,
+) -> None:
+    """A stopping server lets a message still arriving reach its final dot
+    within shutdown_grace: it gets its 250, then the 421."""
+    with own_server(mail_store, shutdown_grace=10) as running:
+        wire = open_wire(running.address)
+        start_data(wire)
+        wire.send(b"Subject: t\r\n\r\nfirst half\r\n")
+        stopping = threading.Thread(target=running.stop)
+        stopping.start()
+        time.sleep(0.3)
+        wire.send(b"second half\r\n.\r\n")
+        assert wire.reply()[0] == R.ACCEPTED.code
+        assert_reply(wire.reply(), R.SHUTTING_DOWN)
+        stopping.join(timeout=30)
+        wire.close()
+    [stored] = delivered(mail_store, ALICE)
+    assert stored.endswith(b"first half\r\nsecond half\r\n")
+    assert leftovers(mail_store) == []
 
 
 def test_c13_server_stopped_between_commands(mail_store: Path) -> None:
