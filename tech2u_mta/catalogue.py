@@ -146,6 +146,10 @@ class R:
     TIMEOUT = _e(
         421, "4.4.2", "Service not available, closing transmission channel", "*",
         "Nothing was heard from you for too long.")
+    SESSION_ERROR = _e(
+        421, "4.3.0", "Service not available, closing transmission channel", "*",
+        "An error of ours ended this session; try again later.",
+        _SUPPORT_DESK, support=True)
     SESSION_TOO_LONG = _e(
         421, "4.4.2", "Service not available, closing transmission channel", "*",
         "This session has lasted too long; connect again to go on.")

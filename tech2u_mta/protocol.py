@@ -42,7 +42,7 @@ from aiosmtpd.smtp import Session as BaseSession
 
 from . import checks, logs
 from .addresses import AddressError, Mailbox, parse_params, parse_path
-from .catalogue import Entry, R, Reply, render
+from .catalogue import Entry, R, Reply, render, valid_for
 from .config import Config
 from .netset import NetSet, client_address
 from .policy import Policies
@@ -287,14 +287,14 @@ class PolicySMTP(SMTP):
     def _timeout_cb(self) -> None:
         self.close_with(R.TIMEOUT)
 
-    def close_with(self, entry: Entry) -> None:
+    def close_with(self, entry: Entry, reply: Reply | None = None) -> None:
         """Say ``entry`` (a 421) and close, from outside the command loop.
         A session already ending has had its last word and just closes."""
         if self.transport is None or self.transport.is_closing():
             return
         if not self.ending:
             self.ending = True
-            reply = self.render(entry)
+            reply = reply or self.render(entry)
             self._trace("<<", reply)
             self.transport.write(reply.encode() + b"\r\n")  # type: ignore[attr-defined]
         self.transport.close()
@@ -316,6 +316,19 @@ class PolicySMTP(SMTP):
                 await self._linger()
         except ConnectionError:
             pass  # the client went away; connection_lost cleans up
+        except Exception as error:
+            # Outside any command (a command's own errors get 451): say so
+            # with a reference and end the session, rather than leave the
+            # client waiting on a session nobody serves.
+            reply = self.render(R.SESSION_ERROR)
+            logs.errors.error(
+                "session=%s ref=%s session ended by an error",
+                self.session.id,
+                reply.reference,
+                exc_info=error,
+            )
+            self.ending = False
+            self.close_with(R.SESSION_ERROR, reply)
         if self.transport is not None:
             self.transport.close()
 
@@ -553,6 +566,16 @@ class PolicySMTP(SMTP):
             reply = self._refused_reply(reply)
         else:
             reply = self._count_errors(reply)
+        if not valid_for(reply.entry.code, self.command):
+            # RFC 5321 4.3.2 names the codes each command may get; a reply
+            # outside them is a bug of ours, worth a line in the log.
+            logs.errors.error(
+                "session=%s reply %d (%s) is not valid for %s",
+                self.session.id,
+                reply.entry.code,
+                reply.entry.name,
+                self.command,
+            )
         self._trace("<<", reply)
         await super().push(reply)
         if self.session.refused and self.session.refusals > REFUSED_COMMANDS:

@@ -29,6 +29,20 @@ BLOCKED = "127.0.0.2"  # on the blocklist
 OUTSIDE = "127.0.0.3"  # anywhere else
 
 
+@pytest.fixture(autouse=True)
+def replies_are_valid_for_their_commands(
+    caplog: pytest.LogCaptureFixture,
+) -> Iterator[None]:
+    """Every test fails if the server gave a reply code RFC 5321 4.3.2 does
+    not allow for the command it answered (the server logs each one)."""
+    caplog.set_level("ERROR", logger="tech2u_mta.error")
+    yield
+    invalid = [
+        r.getMessage() for r in caplog.records if "is not valid for" in r.getMessage()
+    ]
+    assert invalid == []
+
+
 @pytest.fixture
 def mail_store(tmp_path: Path) -> Path:
     return tmp_path / "mailstore"
