@@ -126,11 +126,14 @@ class Mailbox:
         return f"{local}@{self.domain}"
 
 
-def parse_path(arg: str, *, smtputf8: bool = False) -> tuple[Mailbox | None, str]:
+def parse_path(
+    arg: str, *, smtputf8: bool = False, reverse_path: bool = False
+) -> tuple[Mailbox | None, str]:
     """Split what follows ``FROM:`` or ``TO:`` into a mailbox and its parameters.
 
     Returns ``(None, rest)`` for the null path ``<>``.  ``rest`` is the
-    parameter string after the path, stripped of spaces.
+    parameter string after the path, stripped of spaces.  ``reverse_path``
+    is for MAIL FROM, which has no bare ``<Postmaster>`` (RFC 5321 4.1.2).
     """
     text = arg.lstrip(" ")
     if not text.startswith("<"):
@@ -150,7 +153,14 @@ def parse_path(arg: str, *, smtputf8: bool = False) -> tuple[Mailbox | None, str
     if len(match.group(0).encode("utf-8")) > MAX_PATH_OCTETS:
         raise AddressError("path longer than 256 octets")
 
-    return _parse_inner(inner, smtputf8), rest.strip(" ")
+    mailbox = _parse_inner(inner, smtputf8)
+    # Only RCPT may name a mailbox without a domain.  A sender taken bare
+    # would be read as the local postmaster by whoever gets the mail, though
+    # no domain of it went through the sender checks.
+    if reverse_path and mailbox is not None and not mailbox.domain:
+        raise AddressError("reverse-path without a domain")
+
+    return mailbox, rest.strip(" ")
 
 
 def parse_params(rest: str, *, smtputf8: bool = False) -> dict[str, str | None]:

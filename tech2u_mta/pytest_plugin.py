@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from .policy import Policies, load_folder, packaged_folder
-from .testing import TestServer, make_config
+from .testing import TestServer, make_config, threaded
 
 
 @pytest.fixture
@@ -34,9 +34,5 @@ def tech2u_policies() -> Policies:
 @pytest.fixture
 def tech2u_server(tech2u_policies: Policies, tmp_path: Path) -> Iterator[TestServer]:
     config = make_config(tmp_path / "tech2u-mailstore")
-    server = TestServer(config, tech2u_policies)
-    server.start()
-    try:
+    with threaded(config, tech2u_policies) as server:
         yield server
-    finally:
-        server.stop()

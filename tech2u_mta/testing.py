@@ -157,11 +157,9 @@ class TestServer(ThreadedServer):
 
 
 @contextlib.contextmanager
-def threaded(
-    config: Config, policies: Policies | None = None
-) -> Iterator[ThreadedServer]:
+def threaded(config: Config, policies: Policies | None = None) -> Iterator[TestServer]:
     """The server, running in a background thread until the block ends."""
-    running = ThreadedServer(config, policies)
+    running = TestServer(config, policies)
     running.start()
     try:
         yield running
