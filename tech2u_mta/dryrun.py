@@ -66,7 +66,7 @@ def run(config: Config, policies: Policies, request: Request) -> list[Step]:
 
     if not step("connect", request.client_ip, checks.connect(policies, client.address)):
         return steps
-    sender = _parse(request.sender)
+    sender = _parse(request.sender, reverse_path=True)
     if isinstance(sender, checks.Decision):
         step("mail", request.sender, _syntax(R.BAD_SENDER_SYNTAX, sender))
         return steps
@@ -113,10 +113,12 @@ def _recipient(
     )
 
 
-def _parse(address: str) -> Mailbox | None | checks.Decision:
+def _parse(
+    address: str, reverse_path: bool = False
+) -> Mailbox | None | checks.Decision:
     text = address if address.startswith("<") else f"<{address}>"
     try:
-        mailbox, rest = parse_path(text, smtputf8=True)
+        mailbox, rest = parse_path(text, smtputf8=True, reverse_path=reverse_path)
     except AddressError as err:
         return checks.Decision(R.BAD_ARGUMENTS, "syntax", str(err))
     return mailbox

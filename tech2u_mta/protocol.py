@@ -670,7 +670,7 @@ class PolicySMTP(SMTP):
             return await self.push(self.render(problem))
         assert arg is not None
         try:
-            sender, rest = parse_path(arg[5:], smtputf8=True)
+            sender, rest = parse_path(arg[5:], smtputf8=True, reverse_path=True)
         except AddressError:
             return await self.push(self.render(R.BAD_SENDER_SYNTAX))
         problem, size = self._mail_params(rest)

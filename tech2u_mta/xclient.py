@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 
 ATTRIBUTES = ("NAME", "ADDR", "PORT", "PROTO", "HELO", "LOGIN", "DESTADDR", "DESTPORT")
@@ -79,8 +80,17 @@ def _decode(raw: str) -> str | None:
         return None
     if not _XTEXT.fullmatch(raw):
         raise XclientError(f"{raw!r} is not xtext")
-    text = re.sub(r"\+([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), raw)
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+    # xtext encodes octets; the value they spell is UTF-8 (RFC 3461 4).
+    octets = re.sub(
+        rb"\+([0-9A-F]{2})", lambda m: bytes([int(m.group(1), 16)]), raw.encode()
+    )
+    try:
+        text = octets.decode("utf-8")
+    except UnicodeDecodeError:
+        raise XclientError("the value is not UTF-8") from None
+    # Controls, invisible format characters and line separators would reach
+    # the Received field of stored mail.
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text):
         raise XclientError("control characters are not allowed")
     return text
 
@@ -90,6 +100,8 @@ def _address(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address
         return None
     if value.upper().startswith("IPV6:"):
         value = value[5:]
+    if "%" in value:
+        raise XclientError("a zone index is not a client address")
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
