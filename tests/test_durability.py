@@ -47,7 +47,7 @@ async def send_until_refused(port: int, worker: int, acknowledged: list[str]) ->
         acknowledged.append(tag)
 
 
-@pytest.mark.parametrize("delay", [0.15, 0.4])
+@pytest.mark.parametrize("delay", [0.0, 0.13])
 def test_sigkill_mid_load(tmp_path: Path, delay: float) -> None:
     (tmp_path / "policies").symlink_to(ROOT / "policies")
     port = free_port()
@@ -58,6 +58,12 @@ def test_sigkill_mid_load(tmp_path: Path, delay: float) -> None:
         load = asyncio.gather(
             *(send_until_refused(port, n, acknowledged) for n in range(8))
         )
+        # Kill once deliveries are flowing, however slow the machine is,
+        # then at a moment that differs between the two runs.
+        for _ in range(400):
+            if len(acknowledged) >= 10:
+                break
+            await asyncio.sleep(0.05)
         await asyncio.sleep(delay)
         os.kill(process.pid, signal.SIGKILL)
         await asyncio.wait_for(load, 30)
