@@ -673,9 +673,13 @@ class PolicySMTP(SMTP):
             sender, rest = parse_path(arg[5:], smtputf8=True, reverse_path=True)
         except AddressError:
             return await self.push(self.render(R.BAD_SENDER_SYNTAX))
-        problem, size = self._mail_params(rest)
+        problem, size, utf8 = self._mail_params(rest)
         if problem:
             return await self.push(self.render(problem))
+        if not utf8 and sender is not None and not str(sender).isascii():
+            # RFC 6531 3.4: an address beyond ASCII needs SMTPUTF8 on MAIL.
+            return await self.push(self.render(R.BAD_SENDER_SYNTAX))
+        self.envelope.smtp_utf8 = utf8
         free = self.context.store.free_space()
         decision = checks.sender(self.context.limits, size, free)
         await self._answer_mail(decision, sender, size)
@@ -705,30 +709,32 @@ class PolicySMTP(SMTP):
             return R.BAD_ARGUMENTS
         return None
 
-    def _mail_params(self, rest: str) -> tuple[Entry | None, int | None]:
+    def _mail_params(self, rest: str) -> tuple[Entry | None, int | None, bool]:
         """MAIL parameters: SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8
-        (RFC 6531) and AUTH (RFC 4954 5); anything else was not advertised."""
+        (RFC 6531) and AUTH (RFC 4954 5); anything else was not advertised.
+        Returns the problem if any, the declared size, and SMTPUTF8."""
         try:
-            params = parse_params(rest)
+            params = parse_params(rest, smtputf8="SMTPUTF8" in rest.upper())
         except AddressError:
-            return R.BAD_ARGUMENTS, None
+            return R.BAD_ARGUMENTS, None, False
         if params and not self.session.extended_smtp:
-            return R.PARAMETER_UNRECOGNIZED, None
+            return R.PARAMETER_UNRECOGNIZED, None, False
         size = params.pop("SIZE", None)
         if size is not None and not size.isdigit():
-            return R.BAD_SIZE, None
+            return R.BAD_SIZE, None, False
         body = params.pop("BODY", "7BIT")
         if body is None or body.upper() not in ("7BIT", "8BITMIME"):
-            return R.PARAMETER_UNRECOGNIZED, None
+            return R.PARAMETER_UNRECOGNIZED, None, False
+        utf8 = "SMTPUTF8" in params
         if params.pop("SMTPUTF8", None) is not None:
-            return R.BAD_ARGUMENTS, None
+            return R.BAD_ARGUMENTS, None, False
         if "AUTH" in params and self._auth_offered():
             # RFC 4954 5: a server that does not trust the client's claim
             # still accepts the parameter and ignores it.
             params.pop("AUTH")
         if params:
-            return R.PARAMETER_UNRECOGNIZED, None
-        return None, int(size) if size is not None else None
+            return R.PARAMETER_UNRECOGNIZED, None, False
+        return None, int(size) if size is not None else None, utf8
 
     def _auth_offered(self) -> bool:
         return (
@@ -744,7 +750,8 @@ class PolicySMTP(SMTP):
             return await self.push(self.render(problem))
         assert arg is not None
         try:
-            to, rest = parse_path(arg[3:], smtputf8=True)
+            # RFC 6531 3.4: beyond ASCII only in a transaction with SMTPUTF8.
+            to, rest = parse_path(arg[3:], smtputf8=self.envelope.smtp_utf8)
         except AddressError as err:
             return await self._refuse_rcpt(R.BAD_RECIPIENT_SYNTAX, arg[3:], str(err))
         if to is None:

@@ -6,9 +6,18 @@ import smtplib
 from pathlib import Path
 
 import pytest
-from conftest import BLOCKED, INSIDE, OUTSIDE, Connect, assert_reply, delivered
+from conftest import (
+    BLOCKED,
+    INSIDE,
+    OUTSIDE,
+    Connect,
+    assert_reply,
+    delivered,
+    open_wire,
+)
 
 from tech2u_mta.catalogue import Entry, R
+from tech2u_mta.testing import ThreadedServer
 
 MESSAGE = b"Subject: hello\r\n\r\nHello.\r\n"
 
@@ -102,3 +111,15 @@ def test_outside_sender_from_outside_is_accepted(connect: Connect) -> None:
     client = connect(OUTSIDE)
     client.mail("someone@example.com")
     assert_reply(client.rcpt("alice@tech2u.com.au"), R.RECIPIENT_OK)
+
+
+def test_addresses_beyond_ascii_need_smtputf8(server: ThreadedServer) -> None:
+    """RFC 6531 3.4: a UTF-8 address only in a transaction that said
+    SMTPUTF8 on MAIL."""
+    wire = open_wire(server.address)
+    assert_reply(wire.command("MAIL FROM:<josé@example.com>"), R.BAD_SENDER_SYNTAX)
+    assert_reply(wire.command("MAIL FROM:<a@example.com>"), R.SENDER_OK)
+    assert_reply(wire.command("RCPT TO:<jösé@tech2u.com.au>"), R.BAD_RECIPIENT_SYNTAX)
+    wire.command("RSET")
+    assert_reply(wire.command("MAIL FROM:<josé@example.com> SMTPUTF8"), R.SENDER_OK)
+    assert_reply(wire.command("RCPT TO:<jösé@tech2u.com.au>"), R.UNKNOWN_MAILBOX)
