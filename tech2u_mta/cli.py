@@ -25,9 +25,20 @@ EXIT_CONFIG = 2
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "check":
-        return _check(args)
-    return _serve(args)
+    try:
+        if args.command == "check":
+            return _check(args)
+        return _serve(args)
+    except BrokenPipeError:
+        # The reader went away (``check ... | head``): nothing left to say.
+        sys.stderr.close()
+        return 1
+
+
+def _octets(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of octets")
+    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         "--from", dest="sender", required=True, help="MAIL FROM, '' for <>"
     )
     check.add_argument("--to", nargs="+", required=True, help="RCPT TO addresses")
-    check.add_argument("--size", type=int, help="message size in octets")
+    check.add_argument("--size", type=_octets, help="message size in octets")
     check.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(config=None, listen=None, log_level="info", workers=None)
     return parser

@@ -95,6 +95,12 @@ def _parse_seconds(text: str) -> float:
     return value
 
 
+def _positive(size: int) -> int:
+    if size < 1:
+        raise ValueError("expected a size above zero")
+    return size
+
+
 def _parse_wait(text: str) -> float:
     value = float(text)
     if not 0 <= value < math.inf:
@@ -152,7 +158,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "mail_store": Path,
     "explainer_url": _parse_url,
     "min_free_space": parse_size,
-    "max_message_size": parse_size,
+    "max_message_size": lambda text: _positive(parse_size(text)),
     "default_quota": parse_size,
     "max_recipients": _parse_count,
     "idle_timeout": _parse_seconds,
@@ -196,12 +202,23 @@ def load(path: Path) -> Config:
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+        data = path.read_bytes()
+    except OSError as err:
         raise ConfigError(str(path), None, f"cannot read: {err}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ConfigError(str(path), line, "not UTF-8 text") from None
 
 
 def _short(err: configparser.Error) -> str:
+    if isinstance(err, configparser.MissingSectionHeaderError):
+        return f"expected the section header [{SECTION}] before any key"
+    if isinstance(err, configparser.DuplicateOptionError):
+        return f"{err.option}: set twice"
+    if isinstance(err, configparser.DuplicateSectionError):
+        return f"[{err.section}] appears twice"
     return str(err).splitlines()[0]
 
 

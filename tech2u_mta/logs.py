@@ -94,3 +94,5 @@ def setup(level: str = "info") -> None:
     # aiosmtpd's own log repeats what the trace says, without session ids and
     # with AUTH payloads in it: keep only its warnings.
     logging.getLogger("mail.log").setLevel(logging.WARNING)
+    # watchfiles says "N changes detected" at INFO; the reload line says more.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)

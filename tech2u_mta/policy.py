@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
@@ -46,6 +47,8 @@ from .addresses import AddressError, normalise_domain, parse_path
 from .config import parse_size
 from .errors import ConfigError
 from .netset import NetSet
+
+log = logging.getLogger("tech2u_mta.policy")
 
 FILES = ("domains", "networks", "blocklist", "mailboxes", "users")
 
@@ -213,18 +216,24 @@ class _Where:
 
 
 def _lines(path: Path) -> Iterator[tuple[_Where, str]]:
-    """(where, text) for each line that is not blank or a comment."""
+    """(where, text) for each line that is not blank or a comment.  A
+    missing file has no lines; the log says so, since a missing
+    ``networks`` file, say, changes who gets 551."""
     if not path.exists():
+        log.warning("%s: no such file; it counts as empty", path)
         return
     where = _Where(str(path), 0)
     try:
-        with path.open(encoding="utf-8") as file:
-            for number, raw in enumerate(file, start=1):
+        with path.open("rb") as file:
+            for number, data in enumerate(file, start=1):
+                where.line = number
+                raw = data.decode("utf-8")
                 text = (raw.split("#", 1)[0] if "#" in raw else raw).strip()
                 if text:
-                    where.line = number
                     yield where, text
-    except (OSError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError:
+        raise where.error("not UTF-8 text") from None
+    except OSError as err:
         raise ConfigError(str(path), None, f"cannot read: {err}") from None
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import watchfiles
 
 from .errors import ConfigError
-from .policy import Policies, load_folder
+from .policy import FILES, Policies, load_folder
 from .server import Server
 
 log = logging.getLogger("tech2u_mta.reload")
@@ -42,10 +42,17 @@ class Reloader:
             return True
 
     async def watch(self) -> None:
-        """Reload whenever a file of the folder changes (until cancelled)."""
-        async for changes in watchfiles.awatch(self.folder, debounce=200):
+        """Reload whenever a policy file of the folder changes (until
+        cancelled); editors' temporary files do not count."""
+        async for changes in watchfiles.awatch(
+            self.folder, debounce=200, watch_filter=_policy_file
+        ):
             names = sorted({Path(path).name for _, path in changes})
             await self.reload("change of " + ",".join(names))
+
+
+def _policy_file(change: watchfiles.Change, path: str) -> bool:
+    return Path(path).name in FILES
 
 
 def describe_changes(old: Policies, new: Policies) -> str:

@@ -84,7 +84,7 @@ class Server:
         )
         host, port = self.address
         log.info(
-            "listening on %s port %d; policies %s %s; mail store %s",
+            "listening on %s port %d; policies from %s: %s; mail store %s",
             host,
             port,
             self.policies.source,
@@ -101,7 +101,7 @@ class Server:
         await asyncio.gather(*(s.shutdown() for s in sessions))
         await self._server.wait_closed()
         self._server = None
-        log.info("stopped; %d sessions closed", len(sessions))
+        log.info("stopped; sessions closed: %d", len(sessions))
 
 
 def _open_store(root: Path, hostname: str) -> MailStore:

@@ -41,8 +41,12 @@ POLICIES = Path(__file__).resolve().parent.parent / "policies"
         ),
         ("[server]\nexplainer_url = ftp://x\n", 2, "explainer_url: 'ftp://x'"),
         ("[serverr]\nlisten = 127.0.0.1:25\n", 1, "unknown section [serverr]"),
-        ("[server]\nlisten = 127.0.0.1:1\nlisten = 127.0.0.1:2\n", 3, "listen"),
-        ("listen = 127.0.0.1:1\n", 1, "no section headers"),
+        (
+            "[server]\nlisten = 127.0.0.1:1\nlisten = 127.0.0.1:2\n",
+            3,
+            "listen: set twice",
+        ),
+        ("listen = 127.0.0.1:1\n", 1, "expected the section header [server]"),
     ],
 )
 def test_broken_config(tmp_path: Path, text: str, line: int, expected: str) -> None:
@@ -53,6 +57,40 @@ def test_broken_config(tmp_path: Path, text: str, line: int, expected: str) -> N
     message = str(raised.value)
     assert message.startswith(f"{path}:{line}: "), message
     assert expected in message
+
+
+def test_config_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.ini"
+    path.write_bytes(b"[server]\nhostname = caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"bad.ini:2: not UTF-8 text"):
+        load(path)
+
+
+def test_zero_message_size_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "bad.ini"
+    path.write_text("[server]\nmax_message_size = 0\n")
+    with pytest.raises(ConfigError, match="max_message_size: '0': expected a size"):
+        load(path)
+
+
+def test_policy_file_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
+    folder = tmp_path / "policies"
+    shutil.copytree(POLICIES, folder)
+    (folder / "domains").write_bytes(b"# TECH 2U\ntech2u.com.au\n\xff\n")
+    with pytest.raises(ConfigError, match=r"domains:3: not UTF-8 text"):
+        load_folder(folder, 1000)
+
+
+def test_missing_policy_file_counts_as_empty_and_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "policies"
+    shutil.copytree(POLICIES, folder)
+    (folder / "networks").unlink()
+    caplog.set_level("WARNING", logger="tech2u_mta.policy")
+    policies = load_folder(folder, 1000)
+    assert len(policies.networks) == 0
+    assert f"{folder / 'networks'}: no such file; it counts as empty" in caplog.text
 
 
 def test_config_paths_are_relative_to_the_file(tmp_path: Path) -> None:

@@ -164,3 +164,22 @@ def test_dry_run_leaves_no_mail_store(
         capsys, "--client-ip", "127.0.0.1", "--from", "", "--to", "alice@tech2u.com.au"
     )
     assert not (tmp_path / "mailstore").exists()
+
+
+def test_negative_size_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(
+            [
+                "check",
+                "--client-ip",
+                "127.0.0.1",
+                "--from",
+                "",
+                "--to",
+                "a@b.c",
+                "--size",
+                "-5",
+            ]
+        )
+    assert raised.value.code == 2
+    assert "'-5' is not a number of octets" in capsys.readouterr().err

@@ -79,7 +79,7 @@ def test_sigkill_mid_load(tmp_path: Path, delay: float) -> None:
         assert len(message) == size
         assert re.search(rb"\r\nend \d+-\d+\r\n$", message), "cut short"
     texts = {m.rsplit(b"\r\n", 2)[-2].decode() for m in stored}
-    assert len(acknowledged) > 10, "the kill came before any delivery"
+    assert len(acknowledged) >= 10, "the kill came before any delivery"
     assert set(acknowledged) <= texts, "a message acknowledged with 250 is missing"
 
     restarted = start(tmp_path, port)

@@ -80,3 +80,15 @@ def test_walkthrough_block(
     assert len(outputs) == len(block)
     for (command, expected), output in zip(block, outputs, strict=True):
         assert mask(output).splitlines() == [mask(line) for line in expected], command
+
+
+def test_the_pytest_example_runs(pytester: pytest.Pytester) -> None:
+    """The Python blocks of "Testing your mail setup", pasted into one test
+    file as a reader would, pass under a nested pytest."""
+    text = README.read_text()
+    section = text.split("## Testing your mail setup", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    assert blocks
+    pytester.makepyfile(test_mail="\n\n".join(blocks))
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
