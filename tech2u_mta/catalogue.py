@@ -17,8 +17,9 @@ rendered reply carries a reference that the decision log line carries too.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
+
+from .ids import hex_id
 
 DEFAULT_EXPLAINER = "http://www.tech2u.com.au/member/emailerrorcodes.html"
 
@@ -291,7 +292,7 @@ ENTRIES: dict[str, Entry] = {
 
 def new_reference() -> str:
     """A short reference the support desk can find in the log."""
-    return secrets.token_hex(4).upper()
+    return hex_id(4)
 
 
 def render(

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import unicodedata
-from datetime import UTC, datetime
 
 decisions = logging.getLogger("tech2u_mta.decision")
 trace = logging.getLogger("tech2u_mta.trace")
@@ -76,8 +76,15 @@ def fields(**values: object) -> str:
 
 def decision(**values: object) -> None:
     if decisions.isEnabledFor(logging.INFO):
-        now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        decisions.info("%s", fields(time=now.replace("+00:00", "Z"), **values))
+        decisions.info("%s", fields(time=_utc_now(), **values))
+
+
+def _utc_now() -> str:
+    """``2026-12-03T17:50:10.284Z``."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + (
+        f".{int(now * 1000) % 1000:03d}Z"
+    )
 
 
 def setup(level: str = "info") -> None:

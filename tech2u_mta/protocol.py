@@ -44,6 +44,7 @@ from . import checks, logs
 from .addresses import AddressError, Mailbox, parse_params, parse_path
 from .catalogue import Entry, R, Reply, render, valid_for
 from .config import Config
+from .ids import hex_id
 from .netset import NetSet, client_address
 from .policy import Policies
 from .store import MailStore, Spool, is_disk_full
@@ -143,7 +144,7 @@ class Session(BaseSession):
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(loop)
-        self.id = secrets.token_hex(4)
+        self.id = hex_id(4).lower()
         self.socket_address: checks.IPAddress | None = None
         self.proxy_address: checks.IPAddress | None = None
         self.xclient: Override | None = None
@@ -693,7 +694,10 @@ class PolicySMTP(SMTP):
             envelope.started, envelope.sender = True, sender
             envelope.mail_from = _address(sender)
             envelope.declared_size = size
-        self.log_decision("mail", decision, reply, sender=_address(sender))
+        else:
+            # An accepted sender is in every RCPT line that follows; only a
+            # refusal at MAIL needs a line of its own.
+            self.log_decision("mail", decision, reply, sender=_address(sender))
         await self.push(reply)
 
     def _transaction_problem(
@@ -796,7 +800,7 @@ class PolicySMTP(SMTP):
         problem = self._data_problem(arg)
         if problem:
             return await self.push(self.render(problem))
-        message_id = secrets.token_hex(6).upper()
+        message_id = hex_id(6)
         try:
             spool = self.context.store.open_spool(self._trace_header(message_id))
         except OSError as error:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import math
 import os
 import re
 import time
@@ -27,6 +28,11 @@ from typing import IO, TypeVar
 T = TypeVar("T")
 
 _SIZE_IN_NAME = re.compile(r",S=(\d+)")
+# How long a Maildir folder must have been unchanged before its listing is
+# cached (see MailStore.usage).
+QUIET_NS = 1_000_000_000
+# How old a reading of the free space may be.
+FREE_SPACE_AGE = 1.0
 
 
 class Spool:
@@ -62,6 +68,8 @@ class MailStore:
         self.hostname = hostname
         self.incoming = root / ".incoming"
         self.incoming.mkdir(parents=True, exist_ok=True)
+        self._usage: dict[str, tuple[tuple[int | None, int | None], int]] = {}
+        self._free, self._free_at = 0, -math.inf
 
     def folder(self, key: str) -> Path:
         """The Maildir of mailbox ``key``; the policy loader admits only
@@ -73,12 +81,37 @@ class MailStore:
         return self.root / domain / local
 
     def usage(self, key: str) -> int:
-        folder = self.folder(key)
-        return sum(_sizes(folder / "new")) + sum(_sizes(folder / "cur"))
+        """Octets in the mailbox's ``new/`` and ``cur/``.
+
+        A folder's modification time changes whenever a file enters or
+        leaves it, and Maildir files never change size, so a listing is
+        only redone when a folder's time has moved: two stats, not two
+        listings, per check.  Any process writing the store moves the
+        times, so the cache holds across workers too.
+        """
+        folder = str(self.folder(key))
+        new, cur = os.path.join(folder, "new"), os.path.join(folder, "cur")
+        stamp = (_mtime(new), _mtime(cur))
+        cached = self._usage.get(key)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        used = sum(_sizes(Path(new))) + sum(_sizes(Path(cur)))
+        # File times tick by a jiffy, not a nanosecond: a folder changed
+        # within the last moment may change again without its time moving,
+        # so only a listing of folders quiet for a while is kept.
+        recent = time.time_ns() - QUIET_NS
+        if all(t is None or t < recent for t in stamp):
+            self._usage[key] = (stamp, used)
+        return used
 
     def free_space(self) -> int:
-        stats = os.statvfs(self.root)
-        return stats.f_bavail * stats.f_frsize
+        """Free octets on the store's filesystem, read at most once per
+        FREE_SPACE_AGE seconds: MAIL asks for it every time."""
+        now = time.monotonic()
+        if now - self._free_at > FREE_SPACE_AGE:
+            stats = os.statvfs(self.root)
+            self._free, self._free_at = stats.f_bavail * stats.f_frsize, now
+        return self._free
 
     def open_spool(self, header: bytes) -> Spool:
         name = f"{time.time_ns()}.{os.getpid()}.{os.urandom(4).hex()}"
@@ -169,6 +202,13 @@ def _sizes(folder: Path) -> Iterator[int]:
         else:
             with contextlib.suppress(FileNotFoundError):
                 yield entry.stat().st_size
+
+
+def _mtime(folder: str) -> int | None:
+    try:
+        return os.stat(folder).st_mtime_ns
+    except FileNotFoundError:
+        return None
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -382,8 +382,8 @@ def test_client_text_never_reaches_a_log_line_raw(
 
     # The HELO name is logged, and reads back as it came.
     helo = (b"HELO a" + nasty + b"b").split(b"\n")[0].rstrip(b"\r")[5:].strip()
-    mail = [f for f in fields if f["stage"] == "mail"]
-    assert mail and mail[-1]["helo"] == helo.decode("utf-8", "surrogateescape")
+    rcpt = [f for f in fields if f["stage"] == "rcpt"]
+    assert rcpt and rcpt[-1]["helo"] == helo.decode("utf-8", "surrogateescape")
 
 
 ONE_LINE_NASTIES = {k: v for k, v in NASTIES.items() if b"\n" not in v}

@@ -1,0 +1,85 @@
+"""The mail store on a real filesystem: usage, its cache, all-or-nothing."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tech2u_mta.store import MailStore
+
+KEY = "alice@tech2u.com.au"
+
+
+def deliver(store: MailStore, body: bytes, keys: list[str] = [KEY]) -> None:  # noqa: B006
+    spool = store.open_spool(b"")
+    spool.write(body)
+    store.deliver(spool, keys, "ID", lambda size: True, lambda ok: ok)
+
+
+def age(folder: Path, seconds: float) -> None:
+    """Make ``folder`` look untouched for ``seconds``."""
+    then = time.time() - seconds
+    os.utime(folder, (then, then))
+
+
+def test_usage_counts_new_and_cur(tmp_path: Path) -> None:
+    store = MailStore(tmp_path)
+    assert store.usage(KEY) == 0
+    deliver(store, b"x" * 100)
+    deliver(store, b"y" * 50)
+    maildir = store.folder(KEY)
+    moved = next((maildir / "new").iterdir())
+    moved.rename(maildir / "cur" / (moved.name + ":2,S"))
+    (maildir / "cur" / "written-by-a-reader").write_bytes(b"z" * 7)  # no ,S=
+    assert store.usage(KEY) == 157
+
+
+def test_usage_of_quiet_folders_is_cached_and_refreshed(tmp_path: Path) -> None:
+    store = MailStore(tmp_path)
+    deliver(store, b"x" * 100)
+    new = store.folder(KEY) / "new"
+    (store.folder(KEY) / "cur").mkdir(exist_ok=True)
+    age(new, 10)
+    age(store.folder(KEY) / "cur", 10)
+    assert store.usage(KEY) == 100
+    # A file slipped in while the folder's time stays put: the cached
+    # listing is what answers, which shows the cache is used ...
+    stamp = new.stat().st_mtime_ns
+    (new / "1.X.h,S=5").write_bytes(b"12345")
+    os.utime(new, ns=(stamp, stamp))
+    assert store.usage(KEY) == 100
+    # ... and once the folder's time moves, the listing is made again.
+    age(new, 5)
+    assert store.usage(KEY) == 105
+
+
+def test_recently_changed_folders_are_not_cached(tmp_path: Path) -> None:
+    store = MailStore(tmp_path)
+    deliver(store, b"x" * 100)
+    assert store.usage(KEY) == 100
+    new = store.folder(KEY) / "new"
+    stamp = new.stat().st_mtime_ns
+    (new / "1.X.h,S=5").write_bytes(b"12345")
+    os.utime(new, ns=(stamp, stamp))  # as if within the same clock tick
+    assert store.usage(KEY) == 105
+
+
+def test_delivery_is_all_or_nothing(tmp_path: Path) -> None:
+    store = MailStore(tmp_path)
+    (tmp_path / "tech2u.com.au" / "bob").mkdir(parents=True)
+    (tmp_path / "tech2u.com.au" / "bob" / "new").write_text("not a folder")
+    with pytest.raises(OSError):
+        deliver(store, b"x", [KEY, "bob@tech2u.com.au"])
+    assert list((store.folder(KEY) / "new").iterdir()) == []
+    assert list(store.incoming.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "key", ["../x@tech2u.com.au", "a@../..", ".x@d", "a/b@d", "a@"]
+)
+def test_unsafe_mailbox_names_are_refused(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ValueError):
+        MailStore(tmp_path).folder(key)
