@@ -24,8 +24,10 @@ import secrets
 import ssl
 from base64 import b64decode, b64encode
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from aiosmtpd.proxy_protocol import get_proxy
@@ -67,6 +69,8 @@ LINE_LIMIT = 1001
 # How long a stopping server waits for a session to take its 421 and end
 # before it drops the connection (a client that reads nothing never does).
 CLOSE_GRACE = 5.0
+# Deliveries (and their fsyncs) that may run at once.
+DELIVERY_THREADS = 32
 # How long a session the server ends waits for the client to close first.
 LINGER = 2.0
 # How long a PROXY header may take to arrive.
@@ -124,6 +128,13 @@ class Context:
     store: MailStore
     tls: ssl.SSLContext | None = None
     sessions: set[PolicySMTP] = field(default_factory=set)
+    # Threads for disk work: as many deliveries in flight as sessions may
+    # want, not the default pool's few, so fsyncs overlap.
+    delivery: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(
+            max_workers=DELIVERY_THREADS, thread_name_prefix="delivery"
+        )
+    )
     per_client: Counter[checks.IPAddress | None] = field(default_factory=Counter)
     limits: checks.Limits = field(init=False)
     xclient_hosts: NetSet = field(init=False)
@@ -212,6 +223,7 @@ class PolicySMTP(SMTP):
         self.ending = False  # the server ends the session after this reply
         self.greeted = False
         self.connected_at = 0.0
+        self._armed_at = 0.0
         self.spoke_first = False  # the client sent before the greeting
         self.counted = False  # in context.per_client
         self.in_data: asyncio.Event | None = None  # set when DATA ends
@@ -848,11 +860,20 @@ class PolicySMTP(SMTP):
         reader = _DataReader(self._reader, self.context.config.max_message_size)
         while True:
             line = await reader.next_line()
-            self._reset_timeout()
+            self._still_active()
             if line is None:
                 return reader.refusal()
             if line:
                 spool.write(line)
+
+    def _still_active(self) -> None:
+        """Push the idle timeout back, at most once a second (or a quarter
+        of the timeout, if that is shorter): re-arming a timer for every
+        line of a message costs more than the line."""
+        now = self.loop.time()
+        if now - self._armed_at >= min(1.0, self._timeout_duration / 4):
+            self._armed_at = now
+            self._reset_timeout()
 
     async def _end_of_data(
         self, spool: Spool, refusal: Entry | None, message_id: str
@@ -887,10 +908,9 @@ class PolicySMTP(SMTP):
         # The delivery runs on in its thread even if this session is
         # cancelled (the client left): once the final dot has arrived the
         # message is stored whole or not at all, and shutdown waits for it.
-        self.delivering = asyncio.ensure_future(
-            asyncio.to_thread(
-                store.deliver, spool, mailboxes, message_id, decide, _accepted
-            )
+        self.delivering = self.loop.run_in_executor(
+            self.context.delivery,
+            partial(store.deliver, spool, mailboxes, message_id, decide, _accepted),
         )
         try:
             decision = await asyncio.shield(self.delivering)

@@ -30,16 +30,21 @@ class Reloader:
         """Load the folder again; True when the new set is in force."""
         async with self._lock:
             quota = self.server.config.default_quota
+            old = self.server.policies
             try:
-                # In a thread: a large folder takes seconds to read, and the
-                # sessions must go on being answered meanwhile.
-                new = await asyncio.to_thread(load_folder, self.folder, quota)
+                # In a thread: a large folder takes seconds to read and to
+                # compare, and the sessions must go on being answered.
+                new, changes = await asyncio.to_thread(self._load, old, quota)
             except ConfigError as err:
                 log.error("reload on %s failed, old policies kept: %s", why, err)
                 return False
-            old, self.server.policies = self.server.policies, new
-            log.info("policies reloaded on %s: %s", why, describe_changes(old, new))
+            self.server.policies = new
+            log.info("policies reloaded on %s: %s", why, changes)
             return True
+
+    def _load(self, old: Policies, quota: int | None) -> tuple[Policies, str]:
+        new = load_folder(self.folder, quota)
+        return new, describe_changes(old, new)
 
     async def watch(self) -> None:
         """Reload whenever a policy file of the folder changes (until

@@ -28,9 +28,6 @@ from typing import IO, TypeVar
 T = TypeVar("T")
 
 _SIZE_IN_NAME = re.compile(r",S=(\d+)")
-# How long a Maildir folder must have been unchanged before its listing is
-# cached (see MailStore.usage).
-QUIET_NS = 1_000_000_000
 # How old a reading of the free space may be.
 FREE_SPACE_AGE = 1.0
 
@@ -68,7 +65,6 @@ class MailStore:
         self.hostname = hostname
         self.incoming = root / ".incoming"
         self.incoming.mkdir(parents=True, exist_ok=True)
-        self._usage: dict[str, tuple[tuple[int | None, int | None], int]] = {}
         self._free, self._free_at = 0, -math.inf
 
     def folder(self, key: str) -> Path:
@@ -83,26 +79,18 @@ class MailStore:
     def usage(self, key: str) -> int:
         """Octets in the mailbox's ``new/`` and ``cur/``.
 
-        A folder's modification time changes whenever a file enters or
-        leaves it, and Maildir files never change size, so a listing is
-        only redone when a folder's time has moved: two stats, not two
-        listings, per check.  Any process writing the store moves the
-        times, so the cache holds across workers too.
+        Each delivery records the mailbox's new usage in its ``.usage``
+        file, with the folders' modification times as they were then.
+        While the times still match, that record is the answer: one small
+        read, however many messages the mailbox holds.  Once they differ (a
+        mail reader moved or deleted something), the folders are listed.
         """
-        folder = str(self.folder(key))
-        new, cur = os.path.join(folder, "new"), os.path.join(folder, "cur")
-        stamp = (_mtime(new), _mtime(cur))
-        cached = self._usage.get(key)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        used = sum(_sizes(Path(new))) + sum(_sizes(Path(cur)))
-        # File times tick by a jiffy, not a nanosecond: a folder changed
-        # within the last moment may change again without its time moving,
-        # so only a listing of folders quiet for a while is kept.
-        recent = time.time_ns() - QUIET_NS
-        if all(t is None or t < recent for t in stamp):
-            self._usage[key] = (stamp, used)
-        return used
+        folder = self.folder(key)
+        stamp = _stamp(folder)
+        recorded = _read_usage(folder)
+        if recorded is not None and recorded[1] == stamp:
+            return recorded[0]
+        return sum(_sizes(folder / "new")) + sum(_sizes(folder / "cur"))
 
     def free_space(self) -> int:
         """Free octets on the store's filesystem, read at most once per
@@ -136,11 +124,15 @@ class MailStore:
         """
         try:
             self._flush_spool(spool)
-            folders = [self._maildir(self.folder(key)) for key in sorted(mailboxes)]
+            keys = sorted(mailboxes)
+            folders = [self._maildir(self.folder(key)) for key in keys]
             with _locked(folders):
+                used = [self.usage(key) for key in keys]
                 decision = decide(spool.size)
                 if accepted(decision):
                     self._commit(spool, folders, message_id)
+                    for folder, octets in zip(folders, used, strict=True):
+                        _write_usage(folder, octets + spool.size)
             return decision
         finally:
             spool.discard()
@@ -204,11 +196,40 @@ def _sizes(folder: Path) -> Iterator[int]:
                 yield entry.stat().st_size
 
 
-def _mtime(folder: str) -> int | None:
+Stamp = tuple[int, int]
+
+
+def _stamp(folder: Path) -> Stamp | None:
+    """The modification times of ``new/`` and ``cur/``."""
     try:
-        return os.stat(folder).st_mtime_ns
+        return (
+            os.stat(folder / "new").st_mtime_ns,
+            os.stat(folder / "cur").st_mtime_ns,
+        )
     except FileNotFoundError:
         return None
+
+
+def _read_usage(folder: Path) -> tuple[int, Stamp] | None:
+    """The ``.usage`` record: ``OCTETS NEW-MTIME CUR-MTIME``."""
+    try:
+        octets, new, cur = (folder / ".usage").read_text().split()
+        return int(octets), (int(new), int(cur))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_usage(folder: Path, octets: int) -> None:
+    """Record ``octets`` with the folders' times, under the delivery lock.
+    Written whole by a rename, so a reader never sees half of it; it is
+    derived data, so it is not flushed: after a crash the times differ and
+    the folders are listed again."""
+    stamp = _stamp(folder)
+    if stamp is None:
+        return
+    temporary = folder / ".usage.tmp"
+    temporary.write_text(f"{octets} {stamp[0]} {stamp[1]}\n")
+    os.replace(temporary, folder / ".usage")
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -163,7 +163,7 @@ def test_address_cannot_leave_the_mail_store(
         "jail/mailstore/.incoming",
         f"jail/mailstore/{DOMAIN}",
         maildir,
-        *(f"{maildir}/{name}" for name in (".lock", "tmp", "new", "cur")),
+        *(f"{maildir}/{name}" for name in (".lock", ".usage", "tmp", "new", "cur")),
         f"{maildir}/new/{stored.name}",
     }
     assert {decoy: decoy.read_bytes() for decoy in decoys} == decoys
