@@ -902,8 +902,8 @@ class PolicySMTP(SMTP):
         store, policies = self.context.store, self.session.policies
         mailboxes = list(self.envelope.mailboxes)
 
-        def decide(size: int) -> checks.Decision:
-            return checks.message(policies, mailboxes, size, store.usage)
+        def decide(size: int, usage: checks.Usage) -> checks.Decision:
+            return checks.message(policies, mailboxes, size, usage)
 
         # The delivery runs on in its thread even if this session is
         # cancelled (the client left): once the final dot has arrived the

@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 T = TypeVar("T")
+# The modification times of a Maildir's new/ and cur/.
+Stamp = tuple[int, int]
 
 _SIZE_IN_NAME = re.compile(r",S=(\d+)")
 # How old a reading of the free space may be.
@@ -66,6 +68,7 @@ class MailStore:
         self.incoming = root / ".incoming"
         self.incoming.mkdir(parents=True, exist_ok=True)
         self._free, self._free_at = 0, -math.inf
+        self._usage: dict[str, tuple[int, Stamp]] = {}
 
     def folder(self, key: str) -> Path:
         """The Maildir of mailbox ``key``; the policy loader admits only
@@ -87,6 +90,17 @@ class MailStore:
         """
         folder = self.folder(key)
         stamp = _stamp(folder)
+        remembered = self._usage.get(key)
+        if remembered is not None and stamp is not None and remembered[1] == stamp:
+            # What this process last read; good enough for RCPT, where the
+            # answer only advises (delivery itself reads afresh, locked).
+            return remembered[0]
+        used = self._exact_usage(folder, stamp)
+        if stamp is not None:
+            self._usage[key] = (used, stamp)
+        return used
+
+    def _exact_usage(self, folder: Path, stamp: Stamp | None) -> int:
         recorded = _read_usage(folder)
         if recorded is not None and recorded[1] == stamp:
             return recorded[0]
@@ -113,22 +127,25 @@ class MailStore:
         spool: Spool,
         mailboxes: Sequence[str],
         message_id: str,
-        decide: Callable[[int], T],
+        decide: Callable[[int, Callable[[str], int]], T],
         accepted: Callable[[T], bool],
     ) -> T:
         """Deliver ``spool`` to every mailbox or to none.
 
-        ``decide(size)`` runs while the mailboxes are locked, so a quota
-        check and the delivery it allows are one step even with several
-        server processes on one store.  Blocking: run it in a thread.
+        ``decide(size, usage)`` runs while the mailboxes are locked, with
+        their usage read afresh, so a quota check and the delivery it allows
+        are one step even with several server processes on one store.
+        Blocking: run it in a thread.
         """
         try:
             self._flush_spool(spool)
             keys = sorted(mailboxes)
             folders = [self._maildir(self.folder(key)) for key in keys]
             with _locked(folders):
-                used = [self.usage(key) for key in keys]
-                decision = decide(spool.size)
+                used = [self._exact_usage(f, _stamp(f)) for f in folders]
+                decision = decide(
+                    spool.size, dict(zip(keys, used, strict=True)).__getitem__
+                )
                 if accepted(decision):
                     self._commit(spool, folders, message_id)
                     for folder, octets in zip(folders, used, strict=True):
@@ -194,9 +211,6 @@ def _sizes(folder: Path) -> Iterator[int]:
         else:
             with contextlib.suppress(FileNotFoundError):
                 yield entry.stat().st_size
-
-
-Stamp = tuple[int, int]
 
 
 def _stamp(folder: Path) -> Stamp | None:

@@ -16,7 +16,7 @@ KEY = "alice@tech2u.com.au"
 def deliver(store: MailStore, body: bytes, keys: list[str] = [KEY]) -> None:  # noqa: B006
     spool = store.open_spool(b"")
     spool.write(body)
-    store.deliver(spool, keys, "ID", lambda size: True, lambda ok: ok)
+    store.deliver(spool, keys, "ID", lambda size, usage: True, lambda ok: ok)
 
 
 def age(folder: Path, seconds: float) -> None:
