@@ -227,7 +227,7 @@ def _discard_store(config: Any) -> Any:
             decide: Any, accepted: Any,
         ) -> Any:
             try:
-                return decide(spool.size)
+                return decide(spool.size, self.usage)
             finally:
                 spool.discard()
 

@@ -97,6 +97,11 @@ def setup(level: str = "info") -> None:
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # No line names its source file or thread, so do not look them up for
+    # every record: the stack walk alone costs more than the line.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     root.setLevel(level.upper())
     # aiosmtpd's own log repeats what the trace says, without session ids and
     # with AUTH payloads in it: keep only its warnings.
