@@ -46,6 +46,7 @@ from . import checks, logs
 from .addresses import AddressError, Mailbox, parse_params, parse_path
 from .catalogue import Entry, R, Reply, render, valid_for
 from .config import Config
+from .data import DataReader
 from .ids import hex_id
 from .netset import NetSet, client_address
 from .policy import Policies
@@ -213,7 +214,7 @@ class PolicySMTP(SMTP):
     session: Session
     envelope: Transaction
     # aiosmtpd sizes its stream reader by this; a data line longer than it is
-    # what _DataReader refuses.
+    # what DataReader refuses.
     line_length_limit = LINE_LIMIT
 
     def __init__(self, context: Context) -> None:
@@ -225,7 +226,11 @@ class PolicySMTP(SMTP):
         self.connected_at = 0.0
         self._armed_at = 0.0
         self.spoke_first = False  # the client sent before the greeting
-        self.counted = False  # in context.per_client
+        # Whether, and as which address, this session counts in
+        # context.per_client (a later XCLIENT changes the session's client,
+        # not the count it took).
+        self.admitted = False
+        self.admitted_as: checks.IPAddress | None = None
         self.in_data: asyncio.Event | None = None  # set when DATA ends
         self.delivering: asyncio.Future[Any] | None = None
         self.answering: asyncio.Future[None] | None = None
@@ -285,10 +290,11 @@ class PolicySMTP(SMTP):
 
     def connection_lost(self, error: Exception | None) -> None:
         self.context.sessions.discard(self)
-        if self.counted:
-            self.context.per_client[self.session.client] -= 1
-            if self.context.per_client[self.session.client] <= 0:
-                del self.context.per_client[self.session.client]
+        if self.admitted:
+            per_client = self.context.per_client
+            per_client[self.admitted_as] -= 1
+            if per_client[self.admitted_as] <= 0:
+                del per_client[self.admitted_as]
         logs.trace.debug("session=%s closed", self.session.id)
         super().connection_lost(error)
 
@@ -373,7 +379,7 @@ class PolicySMTP(SMTP):
         if context.per_client[client] >= config.max_connections_per_client:
             return R.TOO_MANY_CONNECTIONS
         context.per_client[client] += 1
-        self.counted = True
+        self.admitted, self.admitted_as = True, client
         return None
 
     def _open(self) -> bool:
@@ -848,16 +854,9 @@ class PolicySMTP(SMTP):
         return None
 
     async def _receive(self, spool: Spool) -> Entry | None:
-        """Read the message up to CRLF.CRLF into ``spool``.
-
-        Only CRLF ends a line (RFC 5321 2.3.8), so only CRLF "." CRLF ends
-        the data (4.1.1.4); a message with a bare CR or LF is read to its
-        real end and then refused, which keeps "LF.CRLF" smuggling out.
-        Over-long lines and oversized messages are read on and refused
-        after the final dot (4.5.3.1.6, 4.2.5); nothing of them is kept
-        in memory beyond one line.
-        """
-        reader = _DataReader(self._reader, self.context.config.max_message_size)
+        """Read the message up to CRLF.CRLF into ``spool``; the refusal it
+        earned, if any, comes after the final dot (see ``data``)."""
+        reader = DataReader(self._reader, self.context.config.max_message_size)
         while True:
             line = await reader.next_line()
             self._still_active()
@@ -1028,58 +1027,6 @@ def _authenticate(
             session.login = login
             return AuthResult(success=True, auth_data=login)
     return AuthResult(success=False, handled=False)
-
-
-class _DataReader:
-    """Splits the DATA stream into lines and notes what is wrong with it."""
-
-    def __init__(self, reader: asyncio.StreamReader, max_size: int) -> None:
-        self.reader = reader
-        self.max_size = max_size
-        self.size = 0
-        self.bare_ending = self.too_long = self.too_big = False
-        self.line_start = True  # the previous line ended with CRLF
-        self.partial_cr = False  # a long line's last piece ended with CR
-
-    async def next_line(self) -> bytes | None:
-        """The next line, dot-unstuffed; ``b""`` for one to drop, None at the
-        end of data."""
-        try:
-            piece = await self.reader.readuntil(b"\n")
-        except asyncio.LimitOverrunError as overrun:
-            piece = await self.reader.read(overrun.consumed)
-            self.too_long, self.line_start = True, False
-            self.partial_cr = piece.endswith(b"\r")
-            return self._count(piece)
-        except asyncio.IncompleteReadError as eof:
-            raise ConnectionResetError("client closed during DATA") from eof
-        if self.line_start and piece == b".\r\n":
-            return None
-        return self._count(self._complete(piece))
-
-    def _complete(self, piece: bytes) -> bytes:
-        crlf = piece.endswith(b"\r\n") or (piece == b"\n" and self.partial_cr)
-        body = piece[:-2] if piece.endswith(b"\r\n") else piece[:-1]
-        if not crlf or b"\r" in body:
-            self.bare_ending = True
-        stuffed = self.line_start and piece.startswith(b".")
-        self.line_start, self.partial_cr = crlf, False
-        return piece[1:] if stuffed else piece  # RFC 5321 4.5.2
-
-    def _count(self, line: bytes) -> bytes:
-        self.size += len(line)
-        if self.size > self.max_size:
-            self.too_big = True
-        return b"" if self.too_big or self.too_long else line
-
-    def refusal(self) -> Entry | None:
-        if self.too_big:
-            return R.MESSAGE_TOO_BIG
-        if self.too_long:
-            return R.DATA_LINE_TOO_LONG
-        if self.bare_ending:
-            return R.BARE_LINE_ENDING
-        return None
 
 
 def _trusted(address: checks.IPAddress | None, hosts: NetSet) -> bool:
