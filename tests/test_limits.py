@@ -122,3 +122,22 @@ def test_refused_recipients_are_not_protocol_errors(mail_store: Path) -> None:
                 wire.command("RCPT TO:<olduser@tech2u.com.au>"), R.MAILBOX_DISABLED
             )
         assert_reply(wire.command(f"RCPT TO:<{ALICE}>"), R.RECIPIENT_OK)
+
+
+def test_xclient_does_not_confuse_the_per_client_count(mail_store: Path) -> None:
+    """A session counts against the address it was admitted as, even after
+    XCLIENT names another client."""
+    with own_server(mail_store, max_connections_per_client=1) as running:
+        wire = open_wire(running.address)
+        assert_reply(wire.command("XCLIENT ADDR=203.0.113.5"), R.GREETING)
+        wire.command("QUIT")
+        wire.close()
+        deadline = time.monotonic() + 5
+        while True:  # the server counts the close once it has seen it
+            again, reply = greeted(running.address)
+            if reply[0] == 220 or time.monotonic() > deadline:
+                break
+            again.close()
+            time.sleep(0.05)
+        assert_reply(reply, R.GREETING)
+        again.close()
