@@ -200,3 +200,18 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
     files = ["-newkey", "rsa:2048", "-keyout", str(key), "-out", str(cert)]
     subprocess.run(["openssl", *request, *files], check=True, capture_output=True)
     return cert, key
+
+
+@pytest.fixture
+def raw(server: ThreadedServer) -> Iterator[WireFactory]:
+    """``raw(source=OUTSIDE)``: a ``Wire`` to the test server, past EHLO."""
+    wires: list[Wire] = []
+
+    def make(source: str = INSIDE, ehlo: bool = True) -> Wire:
+        wires.append(open_wire(server.address, source, ehlo))
+        return wires[-1]
+
+    yield make
+    for wire in wires:
+        with contextlib.suppress(OSError):
+            wire.close()

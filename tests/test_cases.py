@@ -50,21 +50,6 @@ TRACE_LINES = 4
 # -- the raw client ----------------------------------------------------------
 
 
-@pytest.fixture
-def raw(server: ThreadedServer) -> Iterator[WireFactory]:
-    """``raw(source=OUTSIDE)``: a ``Wire`` to the test server, past EHLO."""
-    wires: list[Wire] = []
-
-    def make(source: str = INSIDE, ehlo: bool = True) -> Wire:
-        wires.append(open_wire(server.address, source, ehlo))
-        return wires[-1]
-
-    yield make
-    for wire in wires:
-        with contextlib.suppress(OSError):
-            wire.close()
-
-
 def start_data(wire: Wire, sender: str = "a@example.com", to: str = ALICE) -> None:
     assert_reply(wire.command(f"MAIL FROM:<{sender}>"), R.SENDER_OK)
     assert_reply(wire.command(f"RCPT TO:<{to}>"), R.RECIPIENT_OK)

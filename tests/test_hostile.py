@@ -19,7 +19,7 @@ import os
 import re
 import socket
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,7 @@ from conftest import (
     POLICIES,
     Reply,
     Wire,
+    WireFactory,
     assert_reply,
     open_wire,
     own_server,
@@ -51,25 +52,6 @@ def send_message(wire: Wire, body: bytes = MESSAGE) -> Reply:
     assert_reply(wire.command("DATA"), R.START_DATA)
     wire.send(body + b".\r\n")
     return wire.reply()
-
-
-Dial = Callable[..., Wire]
-
-
-@pytest.fixture
-def dial(server: ThreadedServer) -> Iterator[Dial]:
-    """``dial(source=OUTSIDE, ehlo=False)``: a ``Wire`` to the test server,
-    closed when the test ends."""
-    wires: list[Wire] = []
-
-    def make(source: str = INSIDE, ehlo: bool = True) -> Wire:
-        wires.append(open_wire(server.address, source, ehlo))
-        return wires[-1]
-
-    yield make
-    for wire in wires:
-        with contextlib.suppress(OSError):
-            wire.close()
 
 
 def tree(root: Path) -> set[str]:
@@ -194,9 +176,9 @@ def send_as_sender(wire: Wire, path: str) -> None:
 
 
 def test_sender_that_needs_quoting_is_stored_quoted(
-    dial: Dial, mail_store: Path
+    raw: WireFactory, mail_store: Path
 ) -> None:
-    wire = dial()
+    wire = raw()
     assert_reply(wire.command('MAIL FROM:<"../a b\\"c"@example.com>'), R.SENDER_OK)
     assert_reply(wire.command(f"RCPT TO:<alice@{DOMAIN}>"), R.RECIPIENT_OK)
     assert_reply(send_message(wire), R.ACCEPTED)
@@ -356,11 +338,11 @@ def assert_clean(record: logging.LogRecord) -> None:
 
 @pytest.mark.parametrize("nasty", NASTIES.values(), ids=NASTIES.keys())
 def test_client_text_never_reaches_a_log_line_raw(
-    dial: Dial, captured: pytest.LogCaptureFixture, nasty: bytes
+    raw: WireFactory, captured: pytest.LogCaptureFixture, nasty: bytes
 ) -> None:
     # One go, since a LF in ``nasty`` makes more commands; a NOOP after each
     # keeps the run of errors short of the limit that ends the session.
-    wire = dial(ehlo=False)
+    wire = raw(ehlo=False)
     wire.send(b"".join(c + b"\r\nNOOP\r\n" for c in hostile_commands(nasty)))
     wire.send(b"QUIT\r\n")
     wire.rest()  # every reply, up to the close after QUIT
@@ -393,9 +375,9 @@ ONE_LINE_NASTIES = {k: v for k, v in NASTIES.items() if b"\n" not in v}
     "nasty", ONE_LINE_NASTIES.values(), ids=ONE_LINE_NASTIES.keys()
 )
 def test_hostile_helo_stays_inside_the_received_field(
-    dial: Dial, mail_store: Path, nasty: bytes
+    raw: WireFactory, mail_store: Path, nasty: bytes
 ) -> None:
-    wire = dial(ehlo=False)
+    wire = raw(ehlo=False)
     assert wire.command(b"EHLO a" + nasty + b"b")[0] == R.EHLO_OK.code
     assert_reply(wire.command("MAIL FROM:<a@example.com>"), R.SENDER_OK)
     assert_reply(wire.command(f"RCPT TO:<alice@{DOMAIN}>"), R.RECIPIENT_OK)
@@ -411,15 +393,15 @@ def test_hostile_helo_stays_inside_the_received_field(
     assert stored.endswith(MESSAGE)
 
 
-def test_xclient_address_with_a_zone_is_refused(dial: Dial) -> None:
+def test_xclient_address_with_a_zone_is_refused(raw: WireFactory) -> None:
     """A zone names an interface of the host that wrote it, never a client."""
-    wire = dial()
+    wire = raw()
     assert_reply(wire.command("XCLIENT ADDR=IPV6:fe80::1%+85+3Dx"), R.BAD_ARGUMENTS)
 
 
 @pytest.mark.parametrize("value", ["a+85b", "a+C2+85b", "a+E2+80+A8b", "a+FFb"])
-def test_xclient_value_with_a_control_is_refused(dial: Dial, value: str) -> None:
-    wire = dial()
+def test_xclient_value_with_a_control_is_refused(raw: WireFactory, value: str) -> None:
+    wire = raw()
     assert_reply(wire.command(f"XCLIENT LOGIN={value}"), R.BAD_ARGUMENTS)
 
 
@@ -496,9 +478,9 @@ OLDUSER_FORMS: dict[str, tuple[str, Entry]] = {
     ("path", "entry"), OLDUSER_FORMS.values(), ids=OLDUSER_FORMS.keys()
 )
 def test_every_form_of_a_disabled_mailbox_meets_its_check(
-    dial: Dial, path: str, entry: Entry
+    raw: WireFactory, path: str, entry: Entry
 ) -> None:
-    wire = dial()
+    wire = raw()
     assert_reply(wire.command("MAIL FROM:<a@example.com> SMTPUTF8"), R.SENDER_OK)
     assert_reply(wire.command(f"RCPT TO:{path}".encode()), entry)
 
@@ -532,25 +514,27 @@ FAKE_SENDER_REFUSED = {
 
 @pytest.mark.parametrize("path", FAKE_SENDER_FORMS.values(), ids=FAKE_SENDER_FORMS)
 def test_every_form_of_a_tech2u_sender_from_outside_gets_551(
-    dial: Dial, path: str
+    raw: WireFactory, path: str
 ) -> None:
-    wire = dial(OUTSIDE)
+    wire = raw(OUTSIDE)
     assert_reply(wire.command(f"MAIL FROM:{path} SMTPUTF8".encode()), R.SENDER_OK)
     assert_reply(wire.command(f"RCPT TO:<bob@{DOMAIN}>"), R.FAKE_CUSTOMER)
 
 
 @pytest.mark.parametrize("path", FAKE_SENDER_REFUSED.values(), ids=FAKE_SENDER_REFUSED)
-def test_malformed_forms_of_a_tech2u_sender_are_refused(dial: Dial, path: str) -> None:
-    wire = dial(OUTSIDE)
+def test_malformed_forms_of_a_tech2u_sender_are_refused(
+    raw: WireFactory, path: str
+) -> None:
+    wire = raw(OUTSIDE)
     reply = wire.command(f"MAIL FROM:{path} SMTPUTF8".encode())
     assert_reply(reply, R.BAD_SENDER_SYNTAX)
 
 
 @pytest.mark.parametrize("path", ["<Postmaster>", "<postmaster>"])
-def test_bare_postmaster_is_no_sender(dial: Dial, path: str) -> None:
+def test_bare_postmaster_is_no_sender(raw: WireFactory, path: str) -> None:
     """RFC 5321 4.1.2: a reverse-path has a domain.  Taken bare, mail from
     outside would go out as from the local postmaster, past the 551 rule."""
-    wire = dial(OUTSIDE)
+    wire = raw(OUTSIDE)
     assert_reply(wire.command(f"MAIL FROM:{path}"), R.BAD_SENDER_SYNTAX)
 
 
@@ -583,11 +567,11 @@ POSTMASTER_FORMS = [
     "sender", ["<olduser@tech2u.com.au>", "<OLDUSER@TECH2U.COM.AU.>", "<>"]
 )
 def test_postmaster_is_reachable_in_every_form(
-    dial: Dial, mail_store: Path, source: str, sender: str
+    raw: WireFactory, mail_store: Path, source: str, sender: str
 ) -> None:
     """RFC 5321 4.5.1: every form reaches postmaster, even from a sender
     that looks disabled or fake, and all reach the one Maildir."""
-    wire = dial(source)
+    wire = raw(source)
     assert_reply(wire.command(f"MAIL FROM:{sender} SMTPUTF8"), R.SENDER_OK)
     for path in POSTMASTER_FORMS:
         assert_reply(wire.command(f"RCPT TO:{path}".encode()), R.RECIPIENT_OK)

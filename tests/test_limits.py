@@ -20,6 +20,19 @@ def greeted(address: tuple[str, int], source: str = INSIDE) -> tuple[Wire, Reply
     return wire, wire.reply()
 
 
+def admitted_again(address: tuple[str, int]) -> Wire:
+    """A new connection greeted with 220, once the server has seen an
+    earlier one close (it counts the close when it sees it)."""
+    deadline = time.monotonic() + 5
+    while True:
+        wire, reply = greeted(address)
+        if reply[0] == 220 or time.monotonic() > deadline:
+            assert_reply(reply, R.GREETING)
+            return wire
+        wire.close()
+        time.sleep(0.05)
+
+
 def test_connections_per_client(mail_store: Path) -> None:
     with own_server(mail_store, max_connections_per_client=2) as running:
         (first, _), (second, _) = greeted(running.address), greeted(running.address)
@@ -29,14 +42,7 @@ def test_connections_per_client(mail_store: Path) -> None:
         assert_reply(greeted(running.address, OUTSIDE)[1], R.GREETING)
         first.command("QUIT")
         first.close()
-        deadline = time.monotonic() + 5
-        while True:  # the server counts the close once it has seen it
-            again, reply = greeted(running.address)
-            if reply[0] == 220 or time.monotonic() > deadline:
-                break
-            again.close()
-            time.sleep(0.05)
-        assert_reply(reply, R.GREETING)
+        admitted_again(running.address).close()
         second.close()
 
 
@@ -132,12 +138,5 @@ def test_xclient_does_not_confuse_the_per_client_count(mail_store: Path) -> None
         assert_reply(wire.command("XCLIENT ADDR=203.0.113.5"), R.GREETING)
         wire.command("QUIT")
         wire.close()
-        deadline = time.monotonic() + 5
-        while True:  # the server counts the close once it has seen it
-            again, reply = greeted(running.address)
-            if reply[0] == 220 or time.monotonic() > deadline:
-                break
-            again.close()
-            time.sleep(0.05)
-        assert_reply(reply, R.GREETING)
+        again = admitted_again(running.address)
         again.close()
