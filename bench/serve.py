@@ -177,13 +177,28 @@ def _no_decision_log() -> None:
 
 
 def _inline_delivery() -> None:
-    """Run what protocol.py hands to a thread in the event loop instead;
-    only sound with the discarding store, which never blocks."""
+    """Run what protocol.py hands to its delivery threads in the event loop
+    instead; only sound with the discarding store, which never blocks.  The
+    server's thread pool is made from ``protocol.ThreadPoolExecutor`` when
+    the server starts, so an executor that runs each call at once stands in
+    for it."""
+    from concurrent.futures import Executor, Future
 
-    async def inline(function: Any, /, *args: Any, **kwargs: Any) -> Any:
-        return function(*args, **kwargs)
+    import tech2u_mta.protocol as protocol
 
-    asyncio.to_thread = inline  # type: ignore[assignment]
+    class Inline(Executor):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+            future: Future[Any] = Future()
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as error:  # handed to the awaiting session
+                future.set_exception(error)
+            return future
+
+    protocol.ThreadPoolExecutor = Inline  # type: ignore[misc,assignment]
 
 
 # Costs that can be taken out of tech2u-mta for a measurement, to show what
