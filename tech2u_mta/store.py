@@ -69,15 +69,19 @@ class MailStore:
         self.incoming.mkdir(parents=True, exist_ok=True)
         self._free, self._free_at = 0, -math.inf
         self._usage: dict[str, tuple[int, Stamp]] = {}
+        self._folders: dict[str, Path] = {}  # key -> Maildir, made once
 
     def folder(self, key: str) -> Path:
         """The Maildir of mailbox ``key``; the policy loader admits only
         path-safe names, and this refuses anything else all the same."""
-        local, _, domain = key.rpartition("@")
-        for part in (local, domain):
-            if not part or part.startswith(".") or "/" in part or "\0" in part:
-                raise ValueError(f"unsafe mailbox name {key!r}")
-        return self.root / domain / local
+        folder = self._folders.get(key)
+        if folder is None:
+            local, _, domain = key.rpartition("@")
+            for part in (local, domain):
+                if not part or part.startswith(".") or "/" in part or "\0" in part:
+                    raise ValueError(f"unsafe mailbox name {key!r}")
+            folder = self._folders[key] = self.root / domain / local
+        return folder
 
     def usage(self, key: str) -> int:
         """Octets in the mailbox's ``new/`` and ``cur/``.
@@ -89,6 +93,8 @@ class MailStore:
         mail reader moved or deleted something), the folders are listed.
         """
         folder = self.folder(key)
+        if not os.path.isdir(folder):
+            return 0  # nothing was ever delivered here
         stamp = _stamp(folder)
         remembered = self._usage.get(key)
         if remembered is not None and stamp is not None and remembered[1] == stamp:
